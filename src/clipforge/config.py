@@ -1,0 +1,237 @@
+"""Model configuration as data: dataclasses that round-trip through JSON, plus named presets.
+
+Every behaviour that changes the numbers a model computes (activation, heads, pooling, logit bias,
+preprocessing statistics) is an explicit field here, never guessed from a model's name.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+Activation = Literal["quick_gelu", "gelu"]
+
+
+@dataclass
+class VisionConfig:
+    """Image tower. `kind="vit"` is a Vision Transformer; `kind="resnet"` is OpenAI's ModifiedResNet.
+
+    For ResNets `layers` holds the four stage depths and `width` the stem width; `heads` is the
+    number of heads of the attention pool.
+    """
+
+    kind: Literal["vit", "resnet"] = "vit"
+    image_size: int = 224
+    width: int = 768
+    layers: int | tuple[int, ...] = 12
+    heads: int = 12
+    patch_size: int = 32
+    mlp_ratio: float = 4.0
+    act: Activation = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, list):
+            self.layers = tuple(self.layers)
+        if self.kind not in ("vit", "resnet"):
+            raise ValueError(f"vision.kind must be 'vit' or 'resnet', got {self.kind!r}")
+        if self.kind == "resnet" and (not isinstance(self.layers, tuple) or len(self.layers) != 4):
+            raise ValueError(f"vision.layers must be four stage depths for a ResNet, got {self.layers!r}")
+        if self.kind == "vit":
+            if not isinstance(self.layers, int):
+                raise ValueError(f"vision.layers must be an int for a ViT, got {self.layers!r}")
+            if self.image_size % self.patch_size:
+                raise ValueError(
+                    f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+                )
+        if self.width % self.heads and self.kind == "vit":
+            raise ValueError(f"vision.width {self.width} is not divisible by heads {self.heads}")
+        _check_act(self.act, "vision.act")
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // (self.patch_size if self.kind == "vit" else 32)
+
+
+@dataclass
+class TextConfig:
+    """Causal text transformer; the sentence feature is taken at the first `eot_token_id`."""
+
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    heads: int = 8
+    layers: int = 12
+    mlp_ratio: float = 4.0
+    act: Activation = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+    eot_token_id: int = 49407
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"text.width {self.width} is not divisible by heads {self.heads}")
+        _check_act(self.act, "text.act")
+
+
+@dataclass
+class PreprocessConfig:
+    """Eval preprocessing: resize the shortest side, centre crop, scale to [0, 1], normalise."""
+
+    image_size: int = 224
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    resize_mode: Literal["shortest", "squash"] = "shortest"
+
+    def __post_init__(self) -> None:
+        self.mean = tuple(float(x) for x in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(x) for x in self.std)  # type: ignore[assignment]
+
+
+@dataclass
+class ModelConfig:
+    """A whole CLIP model: two towers, the shared embedding size and the logit scale/bias."""
+
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    init_logit_scale: float = math.log(1 / 0.07)
+    init_logit_bias: float | None = None
+    preprocess: PreprocessConfig | None = None
+    tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "bpe"})
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vision, dict):
+            self.vision = VisionConfig(**self.vision)
+        if isinstance(self.text, dict):
+            self.text = TextConfig(**self.text)
+        if isinstance(self.preprocess, dict):
+            self.preprocess = PreprocessConfig(**self.preprocess)
+        if self.preprocess is None:
+            self.preprocess = PreprocessConfig(image_size=self.vision.image_size)
+
+    @property
+    def has_logit_bias(self) -> bool:
+        return self.init_logit_bias is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config field(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**copy.deepcopy(data))
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "ModelConfig":
+        p = Path(text_or_path)
+        text = p.read_text() if not str(text_or_path).lstrip().startswith("{") and p.exists() else str(text_or_path)
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        """A copy with overrides; `vision`/`text`/`preprocess` accept dicts of field overrides."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            if key in ("vision", "text", "preprocess") and isinstance(value, dict):
+                data[key] = {**(data[key] or {}), **value}
+            elif key not in data:
+                raise ValueError(f"unknown model config field {key!r}")
+            else:
+                data[key] = value
+        if "vision" in overrides and "preprocess" not in overrides:
+            data["preprocess"]["image_size"] = data["vision"]["image_size"]
+        return ModelConfig.from_dict(data)
+
+
+def _check_act(act: str, where: str) -> None:
+    if act not in ("quick_gelu", "gelu"):
+        raise ValueError(f"{where} must be 'quick_gelu' or 'gelu', got {act!r}")
+
+
+def _openai_vit(embed: int, image: int, width: int, layers: int, patch: int, text_width: int) -> ModelConfig:
+    return ModelConfig(
+        embed_dim=embed,
+        vision=VisionConfig(kind="vit", image_size=image, width=width, layers=layers, heads=width // 64, patch_size=patch),
+        text=TextConfig(width=text_width, heads=text_width // 64, layers=12),
+    )
+
+
+def _openai_rn(embed: int, image: int, layers: tuple[int, ...], width: int, text_width: int) -> ModelConfig:
+    return ModelConfig(
+        embed_dim=embed,
+        vision=VisionConfig(kind="resnet", image_size=image, width=width, layers=layers, heads=width * 32 // 64),
+        text=TextConfig(width=text_width, heads=text_width // 64, layers=12),
+    )
+
+
+def _small(vision_kind: str = "vit") -> ModelConfig:
+    """Small config for tests and CPU training (the training benchmark's architecture)."""
+    return ModelConfig(
+        embed_dim=256,
+        vision=VisionConfig(image_size=64, width=256, layers=6, heads=4, patch_size=16, act="gelu"),
+        text=TextConfig(context_length=32, width=256, heads=4, layers=6, act="gelu"),
+    )
+
+
+def _tiny() -> ModelConfig:
+    """A few-kilobyte model for unit tests."""
+    return ModelConfig(
+        embed_dim=32,
+        vision=VisionConfig(image_size=32, width=64, layers=2, heads=2, patch_size=8),
+        text=TextConfig(context_length=16, width=64, heads=2, layers=2),
+    )
+
+
+def _tiny_rn() -> ModelConfig:
+    return ModelConfig(
+        embed_dim=32,
+        vision=VisionConfig(kind="resnet", image_size=64, width=16, layers=(1, 1, 1, 1), heads=8),
+        text=TextConfig(context_length=16, width=64, heads=2, layers=2),
+    )
+
+
+_PRESETS = {
+    "RN50": lambda: _openai_rn(1024, 224, (3, 4, 6, 3), 64, 512),
+    "RN101": lambda: _openai_rn(512, 224, (3, 4, 23, 3), 64, 512),
+    "RN50x4": lambda: _openai_rn(640, 288, (4, 6, 10, 6), 80, 640),
+    "RN50x16": lambda: _openai_rn(768, 384, (6, 8, 18, 8), 96, 768),
+    "RN50x64": lambda: _openai_rn(1024, 448, (3, 15, 36, 10), 128, 1024),
+    "ViT-B-32": lambda: _openai_vit(512, 224, 768, 12, 32, 512),
+    "ViT-B-16": lambda: _openai_vit(512, 224, 768, 12, 16, 512),
+    "ViT-L-14": lambda: _openai_vit(768, 224, 1024, 24, 14, 768),
+    "ViT-L-14-336": lambda: _openai_vit(768, 336, 1024, 24, 14, 768),
+    "small": _small,
+    "tiny": _tiny,
+    "tiny-rn": _tiny_rn,
+}
+
+
+def list_configs() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """A named preset (OpenAI architectures use QuickGELU, as their weights were trained with it)."""
+    if name not in _PRESETS:
+        raise KeyError(f"unknown model config {name!r}; known: {', '.join(list_configs())}")
+    cfg = _PRESETS[name]()
+    cfg.name = name
+    return cfg.replace(**overrides) if overrides else cfg
