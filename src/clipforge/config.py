@@ -63,7 +63,12 @@ class VisionConfig:
 
 @dataclass
 class TextConfig:
-    """Causal text transformer; the sentence feature is taken at the first `eot_token_id`."""
+    """Causal text transformer.
+
+    `pooling="first_eot"` takes the sentence feature at the first `eot_token_id` (rows without one
+    fall back to argmax); `"argmax"` takes it at the largest token id, as OpenAI's code and
+    Hugging Face configs with the legacy `eos_token_id == 2` do.
+    """
 
     context_length: int = 77
     vocab_size: int = 49408
@@ -74,8 +79,11 @@ class TextConfig:
     act: Activation = "quick_gelu"
     layer_norm_eps: float = 1e-5
     eot_token_id: int = 49407
+    pooling: Literal["first_eot", "argmax"] = "first_eot"
 
     def __post_init__(self) -> None:
+        if self.pooling not in ("first_eot", "argmax"):
+            raise ValueError(f"text.pooling must be 'first_eot' or 'argmax', got {self.pooling!r}")
         if self.width % self.heads:
             raise ValueError(f"text.width {self.width} is not divisible by heads {self.heads}")
         _check_act(self.act, "text.act")

@@ -1,0 +1,99 @@
+"""The public entry points: create a model, load any checkpoint, get its tokenizer, save it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .checkpoints import Checkpoint, build_model, read_checkpoint, save_native
+from .checkpoints.loader import ConfigLike
+from .config import Activation, ModelConfig, get_config, list_configs
+from .model import CLIP
+from .tokenizer import BPETokenizer, Tokenizer, WordTokenizer, load_tokenizer
+from .transforms import ImageTransform
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def create_model(name: str | ModelConfig, **overrides: Any) -> CLIP:
+    """A randomly initialised model from a preset name (see `list_models`) or a config, in eval mode."""
+    cfg = get_config(name, **overrides) if isinstance(name, str) else (name.replace(**overrides) if overrides else name)
+    return CLIP(cfg).eval()
+
+
+def list_models() -> list[str]:
+    return list_configs()
+
+
+def default_model_path() -> Path:
+    """The small model trained on the shapes world that ships inside the package."""
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; pass a checkpoint path")
+    return DEFAULT_MODEL_DIR
+
+
+def load(
+    path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    config: ConfigLike = None,
+    activation: Activation | None = None,
+) -> tuple[CLIP, ImageTransform, Tokenizer]:
+    """Load a checkpoint of any supported format → (model in eval mode, preprocess, tokenizer).
+
+    `path=None` loads the embedded default model. `config` (preset name, ModelConfig, dict or JSON
+    path) overrides architecture inference; `activation` sets QuickGELU/GELU for bare state dicts.
+    """
+    ckpt = read_checkpoint(path if path is not None else default_model_path(), config=config, activation=activation)
+    model = build_model(ckpt)
+    model = model.to(device=torch.device(device) if device else default_device(), dtype=_dtype(precision))
+    return model, ImageTransform(ckpt.config.preprocess), tokenizer_for(ckpt)
+
+
+def _dtype(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:
+    """The checkpoint's own tokenizer files if it has them, else the OpenAI BPE for BPE models."""
+    ctx = ckpt.config.text.context_length
+    if ckpt.tokenizer_dir is not None:
+        return load_tokenizer(ckpt.tokenizer_dir, context_length=ctx)
+    if ckpt.config.tokenizer.get("kind", "bpe") == "bpe":
+        return BPETokenizer.from_bpe_file(context_length=ctx)
+    raise FileNotFoundError(f"{ckpt.path}: the model uses a {ckpt.config.tokenizer.get('kind')!r} tokenizer "
+                            "but its files are missing")
+
+
+def get_tokenizer(name_or_path: str | Path | None = None, context_length: int | None = None) -> Tokenizer:
+    """The tokenizer of a preset name, a checkpoint path, or (None) the default model."""
+    if name_or_path is None:
+        name_or_path = default_model_path()
+    if isinstance(name_or_path, str) and name_or_path in list_configs():
+        cfg = get_config(name_or_path)
+        return BPETokenizer.from_bpe_file(context_length=context_length or cfg.text.context_length)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{name_or_path!r} is neither a model preset ({', '.join(list_configs())}) nor a path")
+    try:
+        return load_tokenizer(path, context_length=context_length)
+    except FileNotFoundError:  # a checkpoint without tokenizer files: OpenAI/OpenCLIP models use the OpenAI BPE
+        return BPETokenizer.from_bpe_file(context_length=context_length or 77)
+
+
+def save(model: CLIP, directory: str | Path, tokenizer: Tokenizer | None = None) -> Path:
+    """Save as a native clipforge directory (config.json, model.safetensors, tokenizer files)."""
+    return save_native(model, directory, tokenizer)
+
+
+__all__ = ["create_model", "list_models", "load", "get_tokenizer", "save", "default_device", "WordTokenizer"]

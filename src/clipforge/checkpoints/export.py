@@ -1,0 +1,76 @@
+"""Write a model as a native clipforge directory, a Hugging Face CLIPModel directory, or OpenCLIP files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..model import CLIP
+from . import hf, openai
+from .io import save_safetensors, write_text_atomic
+from .loader import NATIVE_FORMAT, NATIVE_WEIGHTS
+
+EXPORT_FORMATS = ("native", "hf", "openclip")
+
+
+def _fp_state(model: CLIP, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    sd = model.state_dict()
+    if dtype is None:
+        return sd
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+
+
+def _json(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_native(model: CLIP, directory: str | Path, tokenizer: Any | None = None,
+                dtype: torch.dtype | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """config.json + model.safetensors (+ tokenizer files). Each file is written atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_safetensors(_fp_state(model, dtype), directory / NATIVE_WEIGHTS, metadata={"format": NATIVE_FORMAT})
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    _json(directory / "config.json", {"format": NATIVE_FORMAT, "format_version": 1,
+                                      "model": model.config.to_dict(), **(extra or {})})
+    return directory
+
+
+def export_hf(model: CLIP, directory: str | Path, tokenizer: Any | None = None) -> Path:
+    """A directory `transformers.CLIPModel.from_pretrained` loads strictly (plus CLIPProcessor files)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    config_json = hf.hf_config_json(cfg)
+    pre_json = hf.hf_preprocessor_json(cfg)
+    save_safetensors(hf.native_to_hf(_fp_state(model, None)), directory / "model.safetensors", metadata={"format": "pt"})
+    _json(directory / "config.json", config_json)
+    _json(directory / "preprocessor_config.json", pre_json)
+    if tokenizer is not None and cfg.tokenizer.get("kind") == "bpe":
+        tokenizer.save(directory)
+        _json(directory / "tokenizer_config.json", {
+            "tokenizer_class": "CLIPTokenizer", "model_max_length": cfg.text.context_length,
+            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>", "do_lower_case": True, "errors": "replace"})
+    return directory
+
+
+def export_openclip(model: CLIP, directory: str | Path, tokenizer: Any | None = None) -> Path:
+    """`open_clip_model.safetensors` + `open_clip_config.json`, the layout OpenCLIP's hub loader reads."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_json = openai.openclip_json(model.config)
+    save_safetensors(openai.native_to_openai(_fp_state(model, None)), directory / "open_clip_model.safetensors")
+    _json(directory / "open_clip_config.json", config_json)
+    return directory
+
+
+def export(model: CLIP, directory: str | Path, fmt: str, tokenizer: Any | None = None) -> Path:
+    writers = {"native": save_native, "hf": export_hf, "openclip": export_openclip}
+    if fmt not in writers:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {EXPORT_FORMATS}")
+    return writers[fmt](model, directory, tokenizer)

@@ -1,0 +1,114 @@
+"""Safe tensor file I/O: read weights without executing code, write them atomically."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .torchscript import is_torchscript_archive, read_torchscript_tensors
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or understood; the message names the file and what was expected."""
+
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
+_KEY_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+def read_tensor_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Tensors of one weights file and the kind of file it was ('safetensors', 'torchscript', 'pickle').
+
+    Pickles are read with `weights_only=True`; a pickle that needs arbitrary Python objects is refused.
+    Training checkpoints (`{"state_dict": ..., "optimizer": ...}`) and `module.`/`_orig_mod.` prefixes
+    are unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+        try:
+            return load_file(str(path)), "safetensors"
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if is_torchscript_archive(path):
+        try:
+            return read_torchscript_tensors(path), "torchscript"
+        except (pickle.UnpicklingError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{path}: unreadable TorchScript archive: {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to unpickle: the file needs Python objects beyond tensors and containers "
+            f"({str(exc).splitlines()[0] if str(exc) else exc!r}). clipforge never runs code from a checkpoint; "
+            "if you trust the file, re-save its state_dict with torch.save or safetensors."
+        ) from exc
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    return unwrap_state_dict(obj, str(path)), "pickle"
+
+
+def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """The tensor dictionary inside a training checkpoint, with wrapper prefixes removed."""
+    while isinstance(obj, dict) and not _is_tensor_dict(obj):
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            raise CheckpointError(
+                f"{source}: found a dict with keys {sorted(map(str, obj))[:10]} but no tensors; "
+                f"expected a state dict or one wrapped under {_WRAPPER_KEYS}"
+            )
+        obj = inner
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{source}: expected a state dict (str -> tensor), got {type(obj).__name__}")
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    for prefix in _KEY_PREFIXES:
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_tensor_dict(obj: dict) -> bool:
+    return bool(obj) and sum(isinstance(v, torch.Tensor) for v in obj.values()) >= max(1, len(obj) // 2)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed over `path` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as safetensors atomically (contiguous, unshared copies)."""
+    seen: set[int] = set()
+    clean = {}
+    for key, value in tensors.items():
+        value = value.detach().contiguous()
+        ptr = value.untyped_storage().data_ptr()
+        clean[key] = value.clone() if ptr in seen else value  # safetensors refuses shared storage
+        seen.add(ptr)
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata=metadata)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
