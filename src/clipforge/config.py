@@ -200,11 +200,11 @@ def _small(vision_kind: str = "vit") -> ModelConfig:
 
 
 def _tiny() -> ModelConfig:
-    """A few-kilobyte model for unit tests."""
+    """A tiny model for unit tests (head width 64, like the OpenAI family, so inference recovers it)."""
     return ModelConfig(
         embed_dim=32,
-        vision=VisionConfig(image_size=32, width=64, layers=2, heads=2, patch_size=8),
-        text=TextConfig(context_length=16, width=64, heads=2, layers=2),
+        vision=VisionConfig(image_size=32, width=128, layers=2, heads=2, patch_size=8),
+        text=TextConfig(context_length=16, width=64, heads=1, layers=2),
     )
 
 
@@ -212,7 +212,7 @@ def _tiny_rn() -> ModelConfig:
     return ModelConfig(
         embed_dim=32,
         vision=VisionConfig(kind="resnet", image_size=64, width=16, layers=(1, 1, 1, 1), heads=8),
-        text=TextConfig(context_length=16, width=64, heads=2, layers=2),
+        text=TextConfig(context_length=16, width=64, heads=1, layers=2),
     )
 
 

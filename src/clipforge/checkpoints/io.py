@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,17 +46,28 @@ def read_tensor_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
             return read_torchscript_tensors(path), "torchscript"
         except (pickle.UnpicklingError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{path}: unreadable TorchScript archive: {exc}") from exc
+    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):
+        raise CheckpointError(f"{path}: not a readable checkpoint (neither safetensors, a zip archive nor a pickle)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to unpickle: the file needs Python objects beyond tensors and containers "
-            f"({str(exc).splitlines()[0] if str(exc) else exc!r}). clipforge never runs code from a checkpoint; "
+            f"({_unpickler_reason(exc)}). clipforge never runs code from a checkpoint; "
             "if you trust the file, re-save its state_dict with torch.save or safetensors."
         ) from exc
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
     return unwrap_state_dict(obj, str(path)), "pickle"
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The one informative line of torch's weights-only error (which global it refused)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("WeightsUnpickler error"):
+            return (line.split(":", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")).rstrip(".")
+    return lines[0] if lines else repr(exc)
 
 
 def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:

@@ -73,7 +73,7 @@ def _read_dir(path: Path, activation: Activation | None) -> Checkpoint:
         data = _read_json(cfg_file)
         if data.get("format") == NATIVE_FORMAT:
             sd, _ = read_tensor_file(path / NATIVE_WEIGHTS)
-            return Checkpoint(ModelConfig.from_dict(data["model"]), sd, "native", path, path)
+            return Checkpoint(ModelConfig.from_dict(data["model"]), sd, "native", path, _tokenizer_dir(path))
         if data.get("model_type") == "clip" or "CLIPModel" in data.get("architectures", []):
             pre = path / "preprocessor_config.json"
             cfg = hf.config_from_hf(data, _read_json(pre) if pre.is_file() else None)
@@ -97,6 +97,8 @@ def _read_dir(path: Path, activation: Activation | None) -> Checkpoint:
 
 def _read_file(path: Path, activation: Activation | None) -> Checkpoint:
     sd, kind = read_tensor_file(path)
+    if openai.is_native_layout(sd):  # a bare clipforge state dict
+        sd = openai.native_to_openai(sd)
     sibling = path.parent / "open_clip_config.json"
     if openai.is_openai_layout(sd):
         if sibling.is_file():

@@ -24,6 +24,10 @@ def is_openai_layout(sd: dict[str, torch.Tensor]) -> bool:
     return "visual.conv1.weight" in sd and "token_embedding.weight" in sd
 
 
+def is_native_layout(sd: dict[str, torch.Tensor]) -> bool:
+    return "visual.conv1.weight" in sd and "text.token_embedding.weight" in sd
+
+
 def openai_to_native(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in sd.items():

@@ -1,0 +1,216 @@
+"""Checkpoint formats: OpenAI TorchScript archives and state dicts, OpenCLIP files, safety, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import clipforge
+from clipforge.checkpoints import CheckpointError, export, read_checkpoint
+from clipforge.checkpoints.openai import native_to_openai
+
+
+def _openai_state(model) -> dict[str, torch.Tensor]:
+    return native_to_openai(model.state_dict())
+
+
+def _same_features(a, b, size: int, ctx: int, tol: float = 0.0) -> None:
+    torch.manual_seed(3)
+    pixels = torch.randn(2, 3, size, size)
+    tokens = torch.tensor([[49406, 320, 1125, 49407] + [0] * (ctx - 4), [49406] + [400] * (ctx - 2) + [49407]])
+    with torch.no_grad():
+        assert (a.encode_image(pixels) - b.encode_image(pixels)).abs().max() <= tol
+        assert (a.encode_text(tokens) - b.encode_text(tokens)).abs().max() <= tol
+
+
+@pytest.mark.parametrize("name", ["ViT-B-32", "RN50"])
+def test_openai_key_layout(name):
+    sd = _openai_state(clipforge.create_model(name))
+    # OpenAI's released ViT-B/32 has 302 tensors; RN50 has its ResNet stem, stages and attention pool.
+    if name == "ViT-B-32":
+        assert len(sd) == 302
+        assert sd["visual.proj"].shape == (768, 512) and sd["text_projection"].shape == (512, 512)
+        assert sd["visual.transformer.resblocks.0.attn.in_proj_weight"].shape == (3 * 768, 768)
+    else:
+        assert sd["visual.attnpool.positional_embedding"].shape == (50, 2048)
+        assert "visual.layer1.0.downsample.0.weight" in sd and "visual.layer2.0.downsample.1.running_var" in sd
+        assert sd["visual.attnpool.c_proj.weight"].shape == (1024, 2048)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-rn"])
+def test_openai_state_dict_infers_architecture(tmp_path, name):
+    model = clipforge.create_model(name)
+    path = tmp_path / "weights.pt"
+    torch.save(_openai_state(model), path)
+    loaded, _, _ = clipforge.load(path, device="cpu", activation="quick_gelu")
+    assert loaded.config.vision == model.config.vision
+    assert loaded.config.text == model.config.text
+    assert loaded.config.embed_dim == model.config.embed_dim
+    _same_features(model, loaded, model.config.vision.image_size, model.config.text.context_length)
+
+
+def test_bare_state_dict_warns_about_activation(tmp_path):
+    model = clipforge.create_model("tiny")
+    save_file(_openai_state(model), tmp_path / "m.safetensors")
+    with pytest.warns(UserWarning, match="activation"):
+        ckpt = read_checkpoint(tmp_path / "m.safetensors")
+    assert ckpt.config.vision.act == "gelu" and ckpt.source_format == "openai"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_checkpoint(tmp_path / "m.safetensors", activation="quick_gelu").config.text.act == "quick_gelu"
+
+
+def test_torchscript_archive_read_without_running_code(tmp_path):
+    """OpenAI ships fp16 TorchScript archives; their tensors are read, their code never run."""
+    model = clipforge.create_model("tiny")
+    jit_src = clipforge.create_model("tiny").half()
+    jit_src.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    traced = torch.jit.trace(_OpenAILayout(jit_src), torch.randn(1, 3, 32, 32).half(), check_trace=False)
+    path = tmp_path / "ViT-tiny.pt"
+    traced.save(str(path))
+    ckpt = read_checkpoint(path)
+    assert ckpt.source_format == "openai-torchscript"
+    assert ckpt.config.vision.act == "quick_gelu"  # OpenAI's archives are QuickGELU models
+    loaded, _, _ = clipforge.load(path, device="cpu")
+    assert loaded.dtype == torch.float32
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v.half().float()), k
+
+
+class _OpenAILayout(torch.nn.Module):
+    """Attribute names as in OpenAI's `CLIP` class, so the traced archive has OpenAI's key layout."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.visual = model.visual
+        for name in ("transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection"):
+            setattr(self, name, getattr(model.text, name))
+        self.logit_scale = model.logit_scale
+        self.register_buffer("input_resolution", torch.tensor(32))
+
+    def forward(self, pixels):
+        return self.visual(pixels) + self.logit_scale
+
+
+def test_torchscript_reader_refuses_foreign_globals(tmp_path):
+    import zipfile
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("evil/data.pkl", pickle.dumps({"x": Evil()}, protocol=2))
+        zf.writestr("evil/constants.pkl", pickle.dumps(()))
+        zf.writestr("evil/code/__torch__/m.py", "")
+    with pytest.raises(CheckpointError, match="posix.system|os.system"):
+        read_checkpoint(path)
+
+
+def test_pickle_with_arbitrary_globals_is_refused(tmp_path):
+    path = tmp_path / "bad.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "cfg": argparse_namespace()}, path)
+    with pytest.raises(CheckpointError, match="refused to unpickle"):
+        read_checkpoint(path)
+
+
+def argparse_namespace():
+    import argparse
+
+    return argparse.Namespace(lr=1.0)
+
+
+@pytest.mark.parametrize("wrapper", ["state_dict", "model", "module_prefix", "compiled"])
+def test_training_checkpoint_wrappers_are_unwrapped(tmp_path, wrapper):
+    model = clipforge.create_model("tiny")
+    sd = _openai_state(model)
+    obj = {
+        "state_dict": {"epoch": 1, "state_dict": sd, "optimizer": {"state": {}, "param_groups": []}},
+        "model": {"model": sd, "step": 7},
+        "module_prefix": {"state_dict": {"module." + k: v for k, v in sd.items()}},
+        "compiled": {"_orig_mod." + k: v for k, v in sd.items()},
+    }[wrapper]
+    torch.save(obj, tmp_path / "ckpt.pt")
+    loaded, _, _ = clipforge.load(tmp_path / "ckpt.pt", device="cpu", activation="quick_gelu")
+    _same_features(model, loaded, 32, 16)
+
+
+def test_openclip_directory_and_export_roundtrip(tmp_path):
+    model = clipforge.create_model("tiny-rn")
+    export(model, tmp_path / "oc", "openclip")
+    cfg = json.loads((tmp_path / "oc" / "open_clip_config.json").read_text())
+    assert cfg["model_cfg"]["quick_gelu"] is True and cfg["model_cfg"]["vision_cfg"]["layers"] == [1, 1, 1, 1]
+    loaded, _, _ = clipforge.load(tmp_path / "oc", device="cpu")
+    assert read_checkpoint(tmp_path / "oc").source_format == "openclip"
+    _same_features(model, loaded, 64, 16)
+
+
+def test_mismatch_error_names_keys_and_how_to_fix(tmp_path):
+    model = clipforge.create_model("tiny")
+    sd = _openai_state(model)
+    del sd["visual.ln_post.weight"]
+    torch.save(sd, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\): \['visual.ln_post.weight'\].*config="):
+        clipforge.load(tmp_path / "broken.pt", activation="gelu")
+
+
+def test_config_override_wins_and_is_validated(tmp_path):
+    model = clipforge.create_model("tiny")
+    torch.save(_openai_state(model), tmp_path / "w.pt")
+    cfg = model.config.replace(text={"heads": 4})  # heads are not stored in weights; an override sets them
+    loaded, _, _ = clipforge.load(tmp_path / "w.pt", config=cfg)
+    assert loaded.text.transformer.resblocks[0].attn.heads == 4
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        clipforge.load(tmp_path / "w.pt", config="ViT-B-32")
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "not a readable"),
+    (b"definitely not a checkpoint", "not a readable"),
+    (b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage", "safetensors"),
+])
+def test_garbage_files_give_clear_errors(tmp_path, content, match):
+    path = tmp_path / "x.bin"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        read_checkpoint(path)
+
+
+def test_unknown_layout_and_missing_path(tmp_path):
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="unrecognised weight layout"):
+        read_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="no such file"):
+        read_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a recognised checkpoint directory"):
+        read_checkpoint(tmp_path / "empty")
+
+
+def test_native_save_is_atomic_and_leaves_no_temp_files(tmp_path):
+    model = clipforge.create_model("tiny")
+    clipforge.save(model, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["format"] == "clipforge"
+
+
+def test_precision_casts_model():
+    model, _, _ = clipforge.load(_saved_tiny(), device="cpu", precision="bf16")
+    assert model.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        clipforge.load(_saved_tiny(), precision="fp8")
+
+
+def _saved_tiny():
+    import tempfile
+
+    d = tempfile.mkdtemp()
+    clipforge.save(clipforge.create_model("tiny"), d)
+    return d
