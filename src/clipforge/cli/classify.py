@@ -1,0 +1,53 @@
+"""`clipforge classify IMAGES... --labels "cat,dog"`: zero-shot classification with prompt ensembles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .common import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="image files, folders, glob patterns, or one CSV manifest")
+    parser.add_argument("--labels", required=True, help='comma-separated class names ("cat,dog,car") or a file')
+    parser.add_argument("--templates", default="openai",
+                        help="prompt templates: openai (80), openai7, simple, none, or a file with one per line")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..inference import embed_images, resolve_image_inputs
+    from ..zeroshot import ZeroShotClassifier
+    from .common import load_from_args
+
+    if args.top_k < 1:
+        raise ValueError("--top-k must be at least 1")
+    paths = resolve_image_inputs(args.images)
+    if not paths:
+        raise ValueError("no images found in the given inputs")
+    model, preprocess, tokenizer = load_from_args(args)
+    classifier = ZeroShotClassifier.build(model, tokenizer, args.labels, args.templates)
+    result = embed_images(model, preprocess, paths, batch_size=args.batch_size, progress=not args.json)
+    probs = classifier.probabilities(torch.from_numpy(result.features))
+    k = min(args.top_k, len(classifier.classnames))
+    top_p, top_i = probs.topk(k, dim=-1)
+    for path, p_row, i_row in zip(result.paths, top_p.tolist(), top_i.tolist()):
+        preds = [{"label": classifier.classnames[i], "probability": round(p, 6)} for p, i in zip(p_row, i_row)]
+        if args.json:
+            print(json.dumps({"image": str(path), "predictions": preds}))
+        else:
+            shown = ", ".join(f"{x['label']} {x['probability']:.1%}" for x in preds)
+            print(f"{path}: {shown}")
+    for source, reason in result.skipped.items:
+        if args.json:
+            print(json.dumps({"image": source, "skipped": reason}))
+    if result.skipped.count:
+        print(result.skipped.summary(), file=sys.stderr)
+    return 0 if result.paths else 1

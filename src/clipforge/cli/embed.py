@@ -1,0 +1,90 @@
+"""`clipforge embed INPUT --out DIR`: embeddings of images and/or texts as .npy plus an index table."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from .common import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="*", help="image files, folders, glob patterns, or one CSV/TSV manifest")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--texts", default=None, help="texts to embed: a .txt (one per line) or a CSV/TSV file")
+    parser.add_argument("--image-column", default=None, help="manifest column with image paths (default: filepath/path/image)")
+    parser.add_argument("--text-column", default=None, help="CSV column with texts (default: caption/text/title)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None, help="image decoding processes (default: automatic)")
+    parser.add_argument("--no-normalize", action="store_true", help="store raw rather than L2-normalised features")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..checkpoints.io import atomic_path
+    from ..inference import embed_images, embed_texts, read_manifest_column, resolve_image_inputs
+    from .common import load_from_args
+
+    if not args.inputs and not args.texts:
+        raise ValueError("nothing to embed: give image inputs and/or --texts FILE")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, preprocess, tokenizer = load_from_args(args)
+    summary: dict = {"model": str(args.model or "default"), "normalized": not args.no_normalize}
+
+    if args.inputs:
+        paths = resolve_image_inputs(args.inputs, args.image_column)
+        res = embed_images(model, preprocess, paths, batch_size=args.batch_size, num_workers=args.workers,
+                           normalize=not args.no_normalize)
+        with atomic_path(out / "image_embeddings.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, res.features)
+        _write_table(out / "images", ["id", "path"], [(i, str(p)) for i, p in enumerate(res.paths)])
+        _write_table(out / "skipped", ["path", "reason"], res.skipped.items)
+        summary.update(images=len(res.paths), skipped=res.skipped.count, image_dim=int(res.features.shape[1]))
+        print(f"embedded {len(res.paths)} images -> {out / 'image_embeddings.npy'}")
+        if res.skipped.count:
+            print(res.skipped.summary())
+
+    if args.texts:
+        texts = _read_texts(Path(args.texts), args.text_column, read_manifest_column)
+        feats = embed_texts(model, tokenizer, texts, normalize=not args.no_normalize)
+        with atomic_path(out / "text_embeddings.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, feats)
+        _write_table(out / "texts", ["id", "text"], list(enumerate(texts)))
+        summary.update(texts=len(texts))
+        print(f"embedded {len(texts)} texts -> {out / 'text_embeddings.npy'}")
+
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _read_texts(path: Path, column: str | None, read_column) -> list[str]:
+    if path.suffix.lower() in (".csv", ".tsv"):
+        texts = read_column(path, column, ("caption", "text", "title"))
+    else:
+        texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise ValueError(f"{path}: {len(empty)} empty text(s), first at row {empty[0] + 1}; remove them or fill them in")
+    return texts
+
+
+def _write_table(stem: Path, header: list[str], rows: list) -> None:
+    """CSV always; Parquet as well when pyarrow is installed."""
+    with open(stem.with_suffix(".csv"), "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return
+    columns = list(zip(*rows)) if rows else [[] for _ in header]
+    pq.write_table(pa.table({h: list(c) for h, c in zip(header, columns)}), stem.with_suffix(".parquet"))
