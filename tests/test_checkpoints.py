@@ -171,11 +171,14 @@ def test_config_override_wins_and_is_validated(tmp_path):
         clipforge.load(tmp_path / "w.pt", config="ViT-B-32")
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "not a readable"),
-    (b"definitely not a checkpoint", "not a readable"),
-    (b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage", "safetensors"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "not a readable"),
+        (b"definitely not a checkpoint", "not a readable"),
+        (b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage", "safetensors"),
+    ],
+)
 def test_garbage_files_give_clear_errors(tmp_path, content, match):
     path = tmp_path / "x.bin"
     path.write_bytes(content)

@@ -36,8 +36,26 @@ def images(tmp_path_factory):
 
 
 def test_classify_json_matches_python_api(model_dir, images, capsys):
-    assert main(["classify", str(images), "--labels", "cat,person,mug", "--model", str(model_dir),
-                 "--templates", "simple", "--json", "--top-k", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                str(images),
+                "--labels",
+                "cat,person,mug",
+                "--model",
+                str(model_dir),
+                "--templates",
+                "simple",
+                "--json",
+                "--top-k",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
     preds = {r["image"]: r["predictions"] for r in rows if "predictions" in r}
@@ -60,8 +78,25 @@ def test_classify_json_matches_python_api(model_dir, images, capsys):
 def test_embed_folder_and_texts(model_dir, images, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("a cat\na cup of coffee\n")
-    assert main(["embed", str(images), "--out", str(tmp_path / "out"), "--model", str(model_dir),
-                 "--texts", str(texts), "--batch-size", "3", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(images),
+                "--out",
+                str(tmp_path / "out"),
+                "--model",
+                str(model_dir),
+                "--texts",
+                str(texts),
+                "--batch-size",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     emb = np.load(tmp_path / "out" / "image_embeddings.npy")
     assert emb.shape == (4, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     listed = (tmp_path / "out" / "images.csv").read_text().splitlines()
@@ -84,8 +119,23 @@ def test_embed_folder_and_texts(model_dir, images, tmp_path):
 def test_embed_csv_manifest_with_missing_file(model_dir, images, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"filepath,caption\n{images / 'coffee.png'},coffee\nnot/there.png,ghost\n")
-    assert main(["embed", str(manifest), "--out", str(tmp_path / "o"), "--model", str(model_dir),
-                 "--texts", str(manifest), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(manifest),
+                "--out",
+                str(tmp_path / "o"),
+                "--model",
+                str(model_dir),
+                "--texts",
+                str(manifest),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "o" / "image_embeddings.npy").shape == (1, 32)
     assert np.load(tmp_path / "o" / "text_embeddings.npy").shape == (2, 32)
 

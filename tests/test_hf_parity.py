@@ -16,24 +16,52 @@ CONFIGS = {
     # ViT-B/32-like proportions, scaled down in depth to keep the suite fast.
     "b32-like": dict(
         text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=2, num_attention_heads=8),
-        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=2, num_attention_heads=12,
-                    image_size=224, patch_size=32),
-        projection_dim=512, act="quick_gelu",
+        vision=dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=2,
+            num_attention_heads=12,
+            image_size=224,
+            patch_size=32,
+        ),
+        projection_dim=512,
+        act="quick_gelu",
     ),
     # Odd: patch 14, image 56, 3 heads, GELU, non-4 MLP ratio, short context, different eps.
     "odd-gelu": dict(
-        text=dict(hidden_size=96, intermediate_size=200, num_hidden_layers=3, num_attention_heads=3,
-                  max_position_embeddings=24, layer_norm_eps=1e-6),
-        vision=dict(hidden_size=48, intermediate_size=150, num_hidden_layers=3, num_attention_heads=3,
-                    image_size=56, patch_size=14, layer_norm_eps=1e-6),
-        projection_dim=40, act="gelu",
+        text=dict(
+            hidden_size=96,
+            intermediate_size=200,
+            num_hidden_layers=3,
+            num_attention_heads=3,
+            max_position_embeddings=24,
+            layer_norm_eps=1e-6,
+        ),
+        vision=dict(
+            hidden_size=48,
+            intermediate_size=150,
+            num_hidden_layers=3,
+            num_attention_heads=3,
+            image_size=56,
+            patch_size=14,
+            layer_norm_eps=1e-6,
+        ),
+        projection_dim=40,
+        act="gelu",
     ),
     # Legacy configs (eos_token_id == 2) pool the text feature at argmax(input_ids).
     "legacy-eos": dict(
         text=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, eos_token_id=2),
-        vision=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                    image_size=32, patch_size=16),
-        projection_dim=32, act="quick_gelu",
+        vision=dict(
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=16,
+        ),
+        projection_dim=32,
+        act="quick_gelu",
     ),
 }
 
@@ -41,8 +69,11 @@ CONFIGS = {
 def _hf_model(spec: dict) -> CLIPModel:
     torch.manual_seed(0)
     act = spec["act"]
-    cfg = CLIPConfig(text_config=dict(spec["text"], hidden_act=act), vision_config=dict(spec["vision"], hidden_act=act),
-                     projection_dim=spec["projection_dim"])
+    cfg = CLIPConfig(
+        text_config=dict(spec["text"], hidden_act=act),
+        vision_config=dict(spec["vision"], hidden_act=act),
+        projection_dim=spec["projection_dim"],
+    )
     model = CLIPModel(cfg).eval()
     with torch.no_grad():  # HF zero-inits biases and LN; randomise everything so every weight matters
         for p in model.parameters():
@@ -94,7 +125,9 @@ def test_export_to_hf_loads_strictly_in_transformers(tmp_path, name):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     pixels, tokens = _inputs(ref.config)
     with torch.no_grad():
-        assert (_features(back.eval().get_image_features(pixel_values=pixels)) - model.encode_image(pixels)).abs().max() < 1e-5
+        assert (
+            _features(back.eval().get_image_features(pixel_values=pixels)) - model.encode_image(pixels)
+        ).abs().max() < 1e-5
         assert (_features(back.get_text_features(input_ids=tokens)) - model.encode_text(tokens)).abs().max() < 1e-5
     # The exported tokenizer is the one transformers' CLIPTokenizer reads.
     hf_tok = transformers.CLIPTokenizer.from_pretrained(tmp_path / "out")

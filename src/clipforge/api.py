@@ -36,7 +36,9 @@ def list_models() -> list[str]:
 def default_model_path() -> Path:
     """The small model trained on the shapes world that ships inside the package."""
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-        raise FileNotFoundError(f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; pass a checkpoint path")
+        raise FileNotFoundError(
+            f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; pass a checkpoint path"
+        )
     return DEFAULT_MODEL_DIR
 
 
@@ -68,11 +70,15 @@ def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:
     """The checkpoint's own tokenizer files if it has them, else the OpenAI BPE for BPE models."""
     ctx = ckpt.config.text.context_length
     if ckpt.tokenizer_dir is not None:
-        return load_tokenizer(ckpt.tokenizer_dir, context_length=ctx)
+        try:
+            return load_tokenizer(ckpt.tokenizer_dir, context_length=ctx)
+        except FileNotFoundError:  # e.g. an HF directory with tokenizer_config.json but no vocabulary
+            pass
     if ckpt.config.tokenizer.get("kind", "bpe") == "bpe":
         return BPETokenizer.from_bpe_file(context_length=ctx)
-    raise FileNotFoundError(f"{ckpt.path}: the model uses a {ckpt.config.tokenizer.get('kind')!r} tokenizer "
-                            "but its files are missing")
+    raise FileNotFoundError(
+        f"{ckpt.path}: the model uses a {ckpt.config.tokenizer.get('kind')!r} tokenizer but its files are missing"
+    )
 
 
 def get_tokenizer(name_or_path: str | Path | None = None, context_length: int | None = None) -> Tokenizer:

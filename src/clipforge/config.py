@@ -177,7 +177,9 @@ def _check_act(act: str, where: str) -> None:
 def _openai_vit(embed: int, image: int, width: int, layers: int, patch: int, text_width: int) -> ModelConfig:
     return ModelConfig(
         embed_dim=embed,
-        vision=VisionConfig(kind="vit", image_size=image, width=width, layers=layers, heads=width // 64, patch_size=patch),
+        vision=VisionConfig(
+            kind="vit", image_size=image, width=width, layers=layers, heads=width // 64, patch_size=patch
+        ),
         text=TextConfig(width=text_width, heads=text_width // 64, layers=12),
     )
 

@@ -55,14 +55,26 @@ class ImageEmbeddings:
 
 
 @torch.no_grad()
-def embed_images(model, preprocess: Callable, paths: Sequence[str | Path], batch_size: int = 64,
-                 num_workers: int | None = None, normalize: bool = True, progress: bool = True) -> ImageEmbeddings:
+def embed_images(
+    model,
+    preprocess: Callable,
+    paths: Sequence[str | Path],
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    normalize: bool = True,
+    progress: bool = True,
+) -> ImageEmbeddings:
     """Embed image files in order; unreadable ones are skipped and recorded, never fatal."""
     paths = [Path(p) for p in paths]
     if num_workers is None:
         num_workers = 0 if len(paths) <= 2 * batch_size else 2
-    loader = DataLoader(_ImageFiles(paths, preprocess), batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=_collate, persistent_workers=False)
+    loader = DataLoader(
+        _ImageFiles(paths, preprocess),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+    )
     device, dtype = model.device, model.dtype
     feats: list[np.ndarray] = []
     kept: list[Path] = []
@@ -82,8 +94,9 @@ def embed_images(model, preprocess: Callable, paths: Sequence[str | Path], batch
 
 
 @torch.no_grad()
-def embed_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 256, normalize: bool = True,
-                progress: bool = True) -> np.ndarray:
+def embed_texts(
+    model, tokenizer, texts: Sequence[str], batch_size: int = 256, normalize: bool = True, progress: bool = True
+) -> np.ndarray:
     """Embed texts in order → float32 [N, embed_dim]."""
     out: list[np.ndarray] = []
     for i in tqdm(range(0, len(texts), batch_size), desc="embedding texts", unit="batch", disable=not progress):

@@ -5,6 +5,15 @@ from .io import CheckpointError, read_tensor_file
 from .loader import Checkpoint, build_model, read_checkpoint, resolve_config
 
 __all__ = [
-    "EXPORT_FORMATS", "Checkpoint", "CheckpointError", "build_model", "export", "export_hf", "export_openclip",
-    "read_checkpoint", "read_tensor_file", "resolve_config", "save_native",
+    "EXPORT_FORMATS",
+    "Checkpoint",
+    "CheckpointError",
+    "build_model",
+    "export",
+    "export_hf",
+    "export_openclip",
+    "read_checkpoint",
+    "read_tensor_file",
+    "resolve_config",
+    "save_native",
 ]

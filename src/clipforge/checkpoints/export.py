@@ -27,16 +27,23 @@ def _json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def save_native(model: CLIP, directory: str | Path, tokenizer: Any | None = None,
-                dtype: torch.dtype | None = None, extra: dict[str, Any] | None = None) -> Path:
+def save_native(
+    model: CLIP,
+    directory: str | Path,
+    tokenizer: Any | None = None,
+    dtype: torch.dtype | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """config.json + model.safetensors (+ tokenizer files). Each file is written atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_safetensors(_fp_state(model, dtype), directory / NATIVE_WEIGHTS, metadata={"format": NATIVE_FORMAT})
     if tokenizer is not None:
         tokenizer.save(directory)
-    _json(directory / "config.json", {"format": NATIVE_FORMAT, "format_version": 1,
-                                      "model": model.config.to_dict(), **(extra or {})})
+    _json(
+        directory / "config.json",
+        {"format": NATIVE_FORMAT, "format_version": 1, "model": model.config.to_dict(), **(extra or {})},
+    )
     return directory
 
 
@@ -47,15 +54,26 @@ def export_hf(model: CLIP, directory: str | Path, tokenizer: Any | None = None) 
     cfg = model.config
     config_json = hf.hf_config_json(cfg)
     pre_json = hf.hf_preprocessor_json(cfg)
-    save_safetensors(hf.native_to_hf(_fp_state(model, None)), directory / "model.safetensors", metadata={"format": "pt"})
+    save_safetensors(
+        hf.native_to_hf(_fp_state(model, None)), directory / "model.safetensors", metadata={"format": "pt"}
+    )
     _json(directory / "config.json", config_json)
     _json(directory / "preprocessor_config.json", pre_json)
     if tokenizer is not None and cfg.tokenizer.get("kind") == "bpe":
         tokenizer.save(directory)
-        _json(directory / "tokenizer_config.json", {
-            "tokenizer_class": "CLIPTokenizer", "model_max_length": cfg.text.context_length,
-            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-            "pad_token": "<|endoftext|>", "do_lower_case": True, "errors": "replace"})
+        _json(
+            directory / "tokenizer_config.json",
+            {
+                "tokenizer_class": "CLIPTokenizer",
+                "model_max_length": cfg.text.context_length,
+                "bos_token": "<|startoftext|>",
+                "eos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+                "do_lower_case": True,
+                "errors": "replace",
+            },
+        )
     return directory
 
 

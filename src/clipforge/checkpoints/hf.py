@@ -15,11 +15,30 @@ from ..config import ModelConfig, PreprocessConfig, TextConfig, VisionConfig
 from .io import CheckpointError
 
 # Defaults of transformers' CLIP configs, for fields a saved config.json may omit.
-_HF_TEXT_DEFAULTS = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
-                         num_attention_heads=8, max_position_embeddings=77, hidden_act="quick_gelu",
-                         layer_norm_eps=1e-5, eos_token_id=49407, bos_token_id=49406, pad_token_id=1)
-_HF_VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                           image_size=224, patch_size=32, hidden_act="quick_gelu", layer_norm_eps=1e-5, num_channels=3)
+_HF_TEXT_DEFAULTS = dict(
+    vocab_size=49408,
+    hidden_size=512,
+    intermediate_size=2048,
+    num_hidden_layers=12,
+    num_attention_heads=8,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+    eos_token_id=49407,
+    bos_token_id=49406,
+    pad_token_id=1,
+)
+_HF_VISION_DEFAULTS = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    image_size=224,
+    patch_size=32,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+    num_channels=3,
+)
 _ACTS = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
 
 _BLOCK = {
@@ -46,7 +65,9 @@ _TOWER = {"vision_model": "visual.transformer.resblocks", "text_model": "text.tr
 
 
 def is_hf_layout(sd: dict[str, torch.Tensor]) -> bool:
-    return "vision_model.embeddings.patch_embedding.weight" in sd and "text_model.embeddings.token_embedding.weight" in sd
+    return (
+        "vision_model.embeddings.patch_embedding.weight" in sd and "text_model.embeddings.token_embedding.weight" in sd
+    )
 
 
 def _pick(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -69,16 +90,26 @@ def config_from_hf(data: dict[str, Any], preprocessor: dict[str, Any] | None = N
         raise CheckpointError(f"config.json: vision_config.num_channels is {v['num_channels']}; expected 3")
     legacy_eos = t["eos_token_id"] == 2  # HF pools at argmax(input_ids) for such configs
     text = TextConfig(
-        context_length=t["max_position_embeddings"], vocab_size=t["vocab_size"], width=t["hidden_size"],
-        heads=t["num_attention_heads"], layers=t["num_hidden_layers"],
-        mlp_ratio=t["intermediate_size"] / t["hidden_size"], act=_act(t["hidden_act"], "text_config"),
-        layer_norm_eps=t["layer_norm_eps"], eot_token_id=49407 if legacy_eos else t["eos_token_id"],
+        context_length=t["max_position_embeddings"],
+        vocab_size=t["vocab_size"],
+        width=t["hidden_size"],
+        heads=t["num_attention_heads"],
+        layers=t["num_hidden_layers"],
+        mlp_ratio=t["intermediate_size"] / t["hidden_size"],
+        act=_act(t["hidden_act"], "text_config"),
+        layer_norm_eps=t["layer_norm_eps"],
+        eot_token_id=49407 if legacy_eos else t["eos_token_id"],
         pooling="argmax" if legacy_eos else "first_eot",
     )
     vision = VisionConfig(
-        kind="vit", image_size=v["image_size"], width=v["hidden_size"], layers=v["num_hidden_layers"],
-        heads=v["num_attention_heads"], patch_size=v["patch_size"],
-        mlp_ratio=v["intermediate_size"] / v["hidden_size"], act=_act(v["hidden_act"], "vision_config"),
+        kind="vit",
+        image_size=v["image_size"],
+        width=v["hidden_size"],
+        layers=v["num_hidden_layers"],
+        heads=v["num_attention_heads"],
+        patch_size=v["patch_size"],
+        mlp_ratio=v["intermediate_size"] / v["hidden_size"],
+        act=_act(v["hidden_act"], "vision_config"),
         layer_norm_eps=v["layer_norm_eps"],
     )
     preprocess = PreprocessConfig(image_size=vision.image_size)
@@ -89,8 +120,13 @@ def config_from_hf(data: dict[str, Any], preprocessor: dict[str, Any] | None = N
             std=tuple(preprocessor.get("image_std", preprocess.std)),
             interpolation="bilinear" if preprocessor.get("resample", 3) == 2 else "bicubic",
         )
-    return ModelConfig(embed_dim=data.get("projection_dim", 512), vision=vision, text=text,
-                       init_logit_scale=data.get("logit_scale_init_value", 2.6592), preprocess=preprocess)
+    return ModelConfig(
+        embed_dim=data.get("projection_dim", 512),
+        vision=vision,
+        text=text,
+        init_logit_scale=data.get("logit_scale_init_value", 2.6592),
+        preprocess=preprocess,
+    )
 
 
 def _crop_size(pre: dict[str, Any], default: int) -> int:
@@ -169,7 +205,9 @@ def hf_config_json(cfg: ModelConfig) -> dict[str, Any]:
     """A complete transformers `CLIPConfig` dict for `cfg` (every field written, none left to defaults)."""
     v, t = cfg.vision, cfg.text
     if v.kind != "vit":
-        raise CheckpointError("Hugging Face CLIPModel has no ResNet image tower; export ResNet models as native or openclip")
+        raise CheckpointError(
+            "Hugging Face CLIPModel has no ResNet image tower; export ResNet models as native or openclip"
+        )
     if cfg.init_logit_bias is not None:
         raise CheckpointError("Hugging Face CLIPModel has no logit bias; export this model as native or openclip")
     if t.pooling == "argmax" and t.eot_token_id != t.vocab_size - 1:
@@ -177,30 +215,67 @@ def hf_config_json(cfg: ModelConfig) -> dict[str, Any]:
     if t.pooling == "first_eot" and t.eot_token_id == 2:
         raise CheckpointError("HF reads eos_token_id 2 as its legacy argmax pooling; this model's EOT id is 2")
     text_config = {
-        "vocab_size": t.vocab_size, "hidden_size": t.width, "intermediate_size": int(round(t.width * t.mlp_ratio)),
-        "projection_dim": cfg.embed_dim, "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
-        "max_position_embeddings": t.context_length, "hidden_act": t.act, "layer_norm_eps": t.layer_norm_eps,
+        "vocab_size": t.vocab_size,
+        "hidden_size": t.width,
+        "intermediate_size": int(round(t.width * t.mlp_ratio)),
+        "projection_dim": cfg.embed_dim,
+        "num_hidden_layers": t.layers,
+        "num_attention_heads": t.heads,
+        "max_position_embeddings": t.context_length,
+        "hidden_act": t.act,
+        "layer_norm_eps": t.layer_norm_eps,
         "bos_token_id": 49406 if cfg.tokenizer.get("kind") == "bpe" else 1,
-        "eos_token_id": t.eot_token_id, "pad_token_id": 1, "attention_dropout": 0.0, "dropout": 0.0,
-        "initializer_factor": 1.0, "initializer_range": 0.02, "model_type": "clip_text_model",
+        "eos_token_id": t.eot_token_id,
+        "pad_token_id": 1,
+        "attention_dropout": 0.0,
+        "dropout": 0.0,
+        "initializer_factor": 1.0,
+        "initializer_range": 0.02,
+        "model_type": "clip_text_model",
     }
     vision_config = {
-        "hidden_size": v.width, "intermediate_size": int(round(v.width * v.mlp_ratio)), "projection_dim": cfg.embed_dim,
-        "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "num_channels": 3, "image_size": v.image_size,
-        "patch_size": v.patch_size, "hidden_act": v.act, "layer_norm_eps": v.layer_norm_eps, "attention_dropout": 0.0,
-        "dropout": 0.0, "initializer_factor": 1.0, "initializer_range": 0.02, "model_type": "clip_vision_model",
+        "hidden_size": v.width,
+        "intermediate_size": int(round(v.width * v.mlp_ratio)),
+        "projection_dim": cfg.embed_dim,
+        "num_hidden_layers": v.layers,
+        "num_attention_heads": v.heads,
+        "num_channels": 3,
+        "image_size": v.image_size,
+        "patch_size": v.patch_size,
+        "hidden_act": v.act,
+        "layer_norm_eps": v.layer_norm_eps,
+        "attention_dropout": 0.0,
+        "dropout": 0.0,
+        "initializer_factor": 1.0,
+        "initializer_range": 0.02,
+        "model_type": "clip_vision_model",
     }
-    return {"architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": cfg.embed_dim,
-            "logit_scale_init_value": cfg.init_logit_scale, "initializer_factor": 1.0,
-            "text_config": text_config, "vision_config": vision_config}
+    return {
+        "architectures": ["CLIPModel"],
+        "model_type": "clip",
+        "projection_dim": cfg.embed_dim,
+        "logit_scale_init_value": cfg.init_logit_scale,
+        "initializer_factor": 1.0,
+        "text_config": text_config,
+        "vision_config": vision_config,
+    }
 
 
 def hf_preprocessor_json(cfg: ModelConfig) -> dict[str, Any]:
     p = cfg.preprocess
     if p.resize_mode != "shortest":
         raise CheckpointError("CLIPImageProcessor only resizes the shortest edge; this model squashes images")
-    return {"image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": p.image_size},
-            "resample": 3 if p.interpolation == "bicubic" else 2, "do_center_crop": True,
-            "crop_size": {"height": p.image_size, "width": p.image_size}, "do_rescale": True,
-            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(p.mean), "image_std": list(p.std),
-            "do_convert_rgb": True}
+    return {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": p.image_size},
+        "resample": 3 if p.interpolation == "bicubic" else 2,
+        "do_center_crop": True,
+        "crop_size": {"height": p.image_size, "width": p.image_size},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(p.mean),
+        "image_std": list(p.std),
+        "do_convert_rgb": True,
+    }

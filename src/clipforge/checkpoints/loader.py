@@ -182,8 +182,11 @@ def build_model(ckpt: Checkpoint) -> CLIP:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(ckpt.state_dict))
     unexpected = sorted(set(ckpt.state_dict) - set(expected))
-    shapes = [f"{k}: checkpoint {tuple(ckpt.state_dict[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in ckpt.state_dict and ckpt.state_dict[k].shape != v.shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(ckpt.state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in ckpt.state_dict and ckpt.state_dict[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -193,7 +196,8 @@ def build_model(ckpt: Checkpoint) -> CLIP:
         if shapes:
             parts.append(f"shape mismatches ({len(shapes)}): {shapes[:4]}")
         raise CheckpointError(
-            f"{ckpt.path}: weights ({ckpt.source_format}) do not fit the model config: " + "; ".join(parts)
+            f"{ckpt.path}: weights ({ckpt.source_format}) do not fit the model config: "
+            + "; ".join(parts)
             + ". Pass config=... (a preset name such as 'ViT-B-32', a ModelConfig, or a config JSON) if the "
             "architecture was inferred wrongly."
         )

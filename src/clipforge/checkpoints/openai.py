@@ -90,8 +90,10 @@ def config_from_openai_state(sd: dict[str, torch.Tensor], activation: Activation
             act=activation,
         )
     else:
-        raise CheckpointError("OpenAI-layout weights with neither a ViT (visual.class_embedding) nor a ResNet "
-                              "(visual.layer1.*) image tower")
+        raise CheckpointError(
+            "OpenAI-layout weights with neither a ViT (visual.class_embedding) nor a ResNet "
+            "(visual.layer1.*) image tower"
+        )
     bias = float(sd["logit_bias"]) if "logit_bias" in sd else None
     return ModelConfig(embed_dim=embed_dim, vision=vision, text=text, init_logit_bias=bias)
 
@@ -100,8 +102,9 @@ def config_from_openclip_json(data: dict[str, Any]) -> ModelConfig:
     """Build a config from OpenCLIP's `open_clip_config.json` (`model_cfg` + `preprocess_cfg`)."""
     mc = data.get("model_cfg", data)
     vc, tc = mc.get("vision_cfg", {}), mc.get("text_cfg", {})
-    unsupported = [k for k in ("timm_model_name", "hf_model_name", "ls_init_value", "attentional_pool")
-                   if vc.get(k) or tc.get(k)]
+    unsupported = [
+        k for k in ("timm_model_name", "hf_model_name", "ls_init_value", "attentional_pool") if vc.get(k) or tc.get(k)
+    ]
     if unsupported:
         raise CheckpointError(f"open_clip_config.json uses {unsupported}, which clipforge does not support yet")
     act: Activation = "quick_gelu" if mc.get("quick_gelu") else "gelu"
@@ -136,8 +139,13 @@ def config_from_openclip_json(data: dict[str, Any]) -> ModelConfig:
         interpolation=pc.get("interpolation", "bicubic"),
         resize_mode="squash" if pc.get("resize_mode") == "squash" else "shortest",
     )
-    return ModelConfig(embed_dim=mc.get("embed_dim", 512), vision=vision, text=text,
-                       init_logit_bias=mc.get("init_logit_bias"), preprocess=preprocess)
+    return ModelConfig(
+        embed_dim=mc.get("embed_dim", 512),
+        vision=vision,
+        text=text,
+        init_logit_bias=mc.get("init_logit_bias"),
+        preprocess=preprocess,
+    )
 
 
 def _as_int(size: int | list[int]) -> int:
@@ -153,8 +161,12 @@ def openclip_json(cfg: ModelConfig) -> dict[str, Any]:
     if cfg.vision.act != cfg.text.act:
         raise CheckpointError("OpenCLIP configs use one activation for both towers; this model mixes them")
     v, t = cfg.vision, cfg.text
-    vision_cfg: dict[str, Any] = {"image_size": v.image_size, "layers": list(v.layers) if v.kind == "resnet" else v.layers,
-                                  "width": v.width, "mlp_ratio": v.mlp_ratio}
+    vision_cfg: dict[str, Any] = {
+        "image_size": v.image_size,
+        "layers": list(v.layers) if v.kind == "resnet" else v.layers,
+        "width": v.width,
+        "mlp_ratio": v.mlp_ratio,
+    }
     if v.kind == "vit":
         vision_cfg.update(patch_size=v.patch_size, head_width=v.width // v.heads)
     else:
@@ -163,12 +175,24 @@ def openclip_json(cfg: ModelConfig) -> dict[str, Any]:
         "embed_dim": cfg.embed_dim,
         "quick_gelu": v.act == "quick_gelu",
         "vision_cfg": vision_cfg,
-        "text_cfg": {"context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width,
-                     "heads": t.heads, "layers": t.layers, "mlp_ratio": t.mlp_ratio},
+        "text_cfg": {
+            "context_length": t.context_length,
+            "vocab_size": t.vocab_size,
+            "width": t.width,
+            "heads": t.heads,
+            "layers": t.layers,
+            "mlp_ratio": t.mlp_ratio,
+        },
     }
     if cfg.init_logit_bias is not None:
         model_cfg["init_logit_bias"] = cfg.init_logit_bias
     p = cfg.preprocess
-    return {"model_cfg": model_cfg,
-            "preprocess_cfg": {"mean": list(p.mean), "std": list(p.std), "interpolation": p.interpolation,
-                               "resize_mode": "squash" if p.resize_mode == "squash" else "shortest"}}
+    return {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": {
+            "mean": list(p.mean),
+            "std": list(p.std),
+            "interpolation": p.interpolation,
+            "resize_mode": "squash" if p.resize_mode == "squash" else "shortest",
+        },
+    }

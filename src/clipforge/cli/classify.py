@@ -8,12 +8,17 @@ import sys
 
 from .common import add_model_arguments
 
+HELP = "zero-shot classify images against text labels"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders, glob patterns, or one CSV manifest")
     parser.add_argument("--labels", required=True, help='comma-separated class names ("cat,dog,car") or a file')
-    parser.add_argument("--templates", default="openai",
-                        help="prompt templates: openai (80), openai7, simple, none, or a file with one per line")
+    parser.add_argument(
+        "--templates",
+        default="openai",
+        help="prompt templates: openai (80), openai7, simple, none, or a file with one per line",
+    )
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")

@@ -6,6 +6,8 @@ import argparse
 
 from .common import add_model_arguments
 
+HELP = "convert a checkpoint to native, hf or openclip layout"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="any checkpoint clipforge loads")

@@ -9,12 +9,16 @@ from pathlib import Path
 
 from .common import add_model_arguments
 
+HELP = "embed a folder, glob or CSV of images (and/or texts) to .npy"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", help="image files, folders, glob patterns, or one CSV/TSV manifest")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--texts", default=None, help="texts to embed: a .txt (one per line) or a CSV/TSV file")
-    parser.add_argument("--image-column", default=None, help="manifest column with image paths (default: filepath/path/image)")
+    parser.add_argument(
+        "--image-column", default=None, help="manifest column with image paths (default: filepath/path/image)"
+    )
     parser.add_argument("--text-column", default=None, help="CSV column with texts (default: caption/text/title)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image decoding processes (default: automatic)")
@@ -38,8 +42,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.inputs:
         paths = resolve_image_inputs(args.inputs, args.image_column)
-        res = embed_images(model, preprocess, paths, batch_size=args.batch_size, num_workers=args.workers,
-                           normalize=not args.no_normalize)
+        res = embed_images(
+            model,
+            preprocess,
+            paths,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            normalize=not args.no_normalize,
+        )
         with atomic_path(out / "image_embeddings.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, res.features)
@@ -71,7 +81,9 @@ def _read_texts(path: Path, column: str | None, read_column) -> list[str]:
         texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        raise ValueError(f"{path}: {len(empty)} empty text(s), first at row {empty[0] + 1}; remove them or fill them in")
+        raise ValueError(
+            f"{path}: {len(empty)} empty text(s), first at row {empty[0] + 1}; remove them or fill them in"
+        )
     return texts
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+HELP = "describe a checkpoint, or list the model presets"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", help="a checkpoint path (omit to list presets)")
@@ -25,6 +27,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ckpt = read_checkpoint(args.checkpoint, config=args.config, activation=args.activation)
     n_params = sum(t.numel() for t in ckpt.state_dict.values())
-    print(json.dumps({"format": ckpt.source_format, "parameters": n_params, "config": ckpt.config.to_dict()},
-                     indent=2))
+    print(json.dumps({"format": ckpt.source_format, "parameters": n_params, "config": ckpt.config.to_dict()}, indent=2))
     return 0

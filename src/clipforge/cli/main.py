@@ -1,36 +1,53 @@
-"""`clipforge <command>`: a thin layer over the Python API. Each command lives in its own module."""
+"""`clipforge <command>`: a thin layer over the Python API.
+
+Each command is a module `clipforge.cli.<name>` with `HELP`, `add_arguments(parser)` and
+`run(args) -> int`; it is imported only when present, so optional parts stay optional.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
-from . import classify, convert, embed, info
+COMMANDS = (
+    "demo",
+    "classify",
+    "embed",
+    "convert",
+    "info",
+    "train",
+    "eval",
+    "adapt",
+    "export",
+    "index",
+    "search",
+    "serve",
+    "data",
+)
 
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {
-    "classify": (classify.add_arguments, classify.run, "zero-shot classify images against text labels"),
-    "embed": (embed.add_arguments, embed.run, "embed a folder, glob or CSV of images (and/or texts) to .npy"),
-    "convert": (convert.add_arguments, convert.run, "convert a checkpoint to native, hf or openclip layout"),
-    "info": (info.add_arguments, info.run, "describe a checkpoint, or list the model presets"),
-}
+
+def _command_modules():
+    for name in COMMANDS:
+        try:
+            yield name, importlib.import_module(f"clipforge.cli.{name.replace('-', '_')}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"clipforge.cli.{name.replace('-', '_')}":
+                raise
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipforge", description="Toolkit for CLIP-style image-text models.")
-    parser.add_argument("--version", action="version", version=f"clipforge {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (add, run, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        add(p)
-        p.set_defaults(_run=run)
-    return parser
-
-
-def _version() -> str:
     from .. import __version__
 
-    return __version__
+    parser = argparse.ArgumentParser(prog="clipforge", description="Toolkit for CLIP-style image-text models.")
+    parser.add_argument("--version", action="version", version=f"clipforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _command_modules():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

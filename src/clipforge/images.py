@@ -1,0 +1,312 @@
+"""Safe image decoding for large, untrusted collections of user files.
+
+`load_image` turns any path, byte string or binary stream into a fully decoded RGB
+`PIL.Image.Image`, or raises `ImageDecodeError` (a `ValueError`) naming the file and the reason.
+No raw PIL/OS exception escapes it, so batch jobs can skip a corrupt file among millions and count
+it with `SkipLog` instead of crashing hours in.
+
+Colour handling follows the reference CLIP implementations (OpenAI's `_convert_image_to_rgb`
+is `image.convert("RGB")`): alpha is dropped, not composited, palettes are expanded and CMYK uses
+Pillow's conversion. The one deliberate deviation is 16/32-bit integer grayscale, where
+`convert("RGB")` clips every value above 255 to white; we scale 0..65535 to 0..255 instead.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "SAFE_FORMATS",
+    "ImageDecodeError",
+    "SkipLog",
+    "iter_image_files",
+    "load_image",
+    "to_rgb",
+    "try_load_image",
+]
+
+#: Default per-call pixel limit (2**27 = 134,217,728 pixels, e.g. 11585 x 11585; ~400 MB as RGB).
+#: Pillow independently refuses anything above 2 * `Image.MAX_IMAGE_PIXELS` (~179 MP by default)
+#: while reading the header, and warns above `Image.MAX_IMAGE_PIXELS` (~89 MP); we never change
+#: that global, so a `max_pixels` larger than Pillow's hard limit has no effect beyond it.
+DEFAULT_MAX_PIXELS = 2**27
+
+#: File extensions `iter_image_files` picks up when expanding folders and globs (case-insensitive).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+#: Pillow decoders `load_image` allows by default: common raster formats only. Exotic plugins
+#: (EPS runs Ghostscript, PSD/FITS/HDF5/...) are refused so arbitrary uploads cannot reach them.
+SAFE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM", "TGA", "ICO", "AVIF")
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+class ImageDecodeError(ValueError):
+    """An image could not be read; `.source` names it (a path, '<bytes>' or '<stream>'), `.reason` says why."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"cannot read image {source!r}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Keep the exception picklable (DataLoader workers send it across processes).
+        return (type(self), (self.source, self.reason))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """A new RGB copy of `image`, converted the way the reference CLIP code does (`convert("RGB")`).
+
+    Alpha and palette transparency are dropped (not composited onto a background), matching
+    OpenAI's `_convert_image_to_rgb`. Exceptions, because `convert` silently clips them to 8 bits:
+    16-bit grayscale ("I;16*", and "I", which Pillow uses for 16-bit PGM/PNG data) is scaled from
+    0..65535 to 0..255 with rounding (65535 -> 255, 32768 -> 128); float images ("F") are taken
+    to be on a 0..255 scale and rounded/clipped.
+    """
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        values = np.clip(values, 0, 65535)
+        gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode == "F":
+        gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, human reason for a decoding failure (category first, detail in parentheses)."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too many pixels, possible decompression bomb ({exc})"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image format (or a format not allowed here)"
+    if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+        return f"truncated file ({detail})"
+    if isinstance(exc, MemoryError):
+        return "out of memory while decoding"
+    return f"corrupt or undecodable image data ({detail})"
+
+
+def _open_path(path: Path) -> BinaryIO:
+    """Open a file for reading, mapping OS failures to precise `ImageDecodeError` reasons."""
+    name = str(path)
+    try:
+        if path.is_dir():
+            raise ImageDecodeError(name, "is a directory, not a file")
+        stream = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except ImageDecodeError:
+        raise
+    except FileNotFoundError:
+        raise ImageDecodeError(name, "no such file") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(name, "is a directory, not a file") from None
+    except PermissionError:
+        raise ImageDecodeError(name, "permission denied") from None
+    except OSError as exc:
+        raise ImageDecodeError(name, f"cannot open file ({exc.strerror or exc})") from None
+    try:
+        empty = os.fstat(stream.fileno()).st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        stream.close()
+        raise ImageDecodeError(name, "empty file (0 bytes)")
+    return stream
+
+
+def load_image(
+    source: str | Path | bytes | bytearray | memoryview | BinaryIO,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    exif_transpose: bool = False,
+    formats: Sequence[str] | None = SAFE_FORMATS,
+) -> Image.Image:
+    """Decode an image fully and return it as a standalone RGB image (first frame if animated).
+
+    The header is read first and images with more than `max_pixels` pixels are refused before any
+    pixel data is decoded (`None` disables this per-call check; Pillow's own global limit still
+    applies). The whole frame is then decoded with `.load()`, so truncated or corrupt files fail
+    here rather than later inside a training loop. Orientation tags are ignored unless
+    `exif_transpose=True`, as in the reference CLIP pipelines (malformed EXIF is then ignored).
+    `formats` restricts which Pillow decoders may run (`None` allows every installed plugin).
+
+    Raises `ImageDecodeError` for every failure: missing path, directory, empty file, unreadable,
+    non-image or disallowed format, truncated/corrupt data, too many pixels.
+    """
+    owned: BinaryIO | None = None
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if isinstance(name, bytes):
+            name = os.fsdecode(name)
+        owned = stream = _open_path(Path(name))
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        name = "<bytes>"
+        if len(source) == 0:
+            raise ImageDecodeError(name, "empty data (0 bytes)")
+        stream = io.BytesIO(bytes(source))
+    elif hasattr(source, "read"):
+        raw_name = getattr(source, "name", None)
+        name = raw_name if isinstance(raw_name, str) else "<stream>"
+        stream = source
+    else:
+        raise TypeError(f"load_image expects a path, bytes or a binary stream, got {type(source).__name__}")
+
+    allowed = None if formats is None else [f.upper() for f in formats]
+    try:
+        try:
+            with Image.open(stream, formats=allowed) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageDecodeError(
+                        name,
+                        f"too many pixels, possible decompression bomb ({width}x{height} = "
+                        f"{width * height} pixels > max_pixels={max_pixels})",
+                    )
+                image.load()  # first frame; decodes everything so truncation is detected now
+                if exif_transpose:
+                    try:
+                        oriented = ImageOps.exif_transpose(image)
+                    except Exception:  # malformed EXIF must not make a good image unreadable
+                        oriented = None
+                    if oriented is not None:
+                        return _checked_rgb(oriented, name)
+                return _checked_rgb(image, name)
+        except ImageDecodeError:
+            raise
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
+            raise ImageDecodeError(name, _describe(exc)) from exc
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _checked_rgb(image: Image.Image, name: str) -> Image.Image:
+    try:
+        return to_rgb(image)
+    except Exception as exc:
+        raise ImageDecodeError(name, f"unsupported colour mode {image.mode!r} ({exc})") from exc
+
+
+def try_load_image(source: str | Path | bytes | BinaryIO, skips: SkipLog, **kwargs: object) -> Image.Image | None:
+    """`load_image`, but a failure is recorded in `skips` and returns None (for batch loops)."""
+    try:
+        return load_image(source, **kwargs)  # type: ignore[arg-type]
+    except ImageDecodeError as exc:
+        skips.add(exc.source, exc.reason)
+        return None
+
+
+def _has_image_ext(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _walk_images(folder: Path, recursive: bool) -> list[Path]:
+    found: list[Path] = []
+    if recursive:
+        for root, dirs, files in os.walk(folder, followlinks=False):
+            dirs.sort()
+            found.extend(Path(root) / f for f in files if _has_image_ext(Path(f)))
+    else:
+        found = [p for p in folder.iterdir() if p.is_file() and _has_image_ext(p)]
+    return sorted(found)
+
+
+def iter_image_files(inputs: Sequence[str | Path] | str | Path, recursive: bool = True) -> list[Path]:
+    """Expand files, folders and glob patterns into a sorted, de-duplicated list of image paths.
+
+    Folders contribute files with an image extension (see `IMAGE_EXTENSIONS`, any case), walked
+    recursively unless `recursive=False`, sorted. Files named explicitly are kept whatever their
+    extension. Glob patterns (`*`, `?`, `[`; `**` when recursive) contribute matching image files
+    and expand matching folders. A path that does not exist, or a pattern that matches nothing,
+    raises FileNotFoundError naming it, so a typo cannot silently shrink a dataset.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    result: list[Path] = []
+    seen: set[Path] = set()
+
+    def add_all(paths: Iterable[Path]) -> None:
+        for p in paths:
+            if p not in seen:
+                seen.add(p)
+                result.append(p)
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            add_all(_walk_images(path, recursive))
+        elif path.is_file():
+            add_all([path])
+        elif glob.has_magic(str(item)):
+            matches = sorted(glob.glob(str(item), recursive=recursive))
+            if not matches:
+                raise FileNotFoundError(f"no files match pattern {str(item)!r}")
+            for match in map(Path, matches):
+                if match.is_dir():
+                    add_all(_walk_images(match, recursive))
+                elif match.is_file() and _has_image_ext(match):
+                    add_all([match])
+        else:
+            raise FileNotFoundError(f"no such file or directory: {str(item)!r}")
+    return result
+
+
+@dataclass
+class SkipLog:
+    """Counts items a batch job skipped (source, reason), keeping at most `max_items` examples.
+
+    `count` is always exact; `items` holds the first `max_items` (source, reason) pairs so memory
+    stays bounded on huge runs; `by_reason` tallies the reason category (text before " (").
+    """
+
+    max_items: int = 1000
+    count: int = 0
+    items: list[tuple[str, str]] = field(default_factory=list)
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    def add(self, source: str | Path, reason: str | BaseException) -> None:
+        """Record one skipped item; an exception is reduced to its reason."""
+        if isinstance(reason, ImageDecodeError):
+            text = reason.reason
+        elif isinstance(reason, BaseException):
+            text = f"{type(reason).__name__}: {reason}"
+        else:
+            text = str(reason)
+        self.count += 1
+        self.by_reason[text.split(" (", 1)[0]] += 1
+        if len(self.items) < self.max_items:
+            self.items.append((str(source), text))
+
+    def merge(self, other: SkipLog) -> None:
+        """Fold another log (e.g. from a worker process) into this one."""
+        self.count += other.count
+        self.by_reason.update(other.by_reason)
+        room = max(self.max_items - len(self.items), 0)
+        self.items.extend(other.items[:room])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def summary(self, examples: int = 5) -> str:
+        """One line per reason category with counts, then a few example items."""
+        if self.count == 0:
+            return "skipped 0 items"
+        lines = [f"skipped {self.count} item{'s' if self.count != 1 else ''}:"]
+        lines += [f"  {n} x {reason}" for reason, n in self.by_reason.most_common()]
+        for source, reason in self.items[:examples]:
+            lines.append(f"  e.g. {source}: {reason}")
+        return "\n".join(lines)
