@@ -1,0 +1,1 @@
+"""Data utilities for clipforge: synthetic worlds, datasets and writers."""
