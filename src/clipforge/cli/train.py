@@ -1,0 +1,69 @@
+"""`clipforge train`: contrastive training / fine-tuning; run under torchrun for several processes.
+
+Flags are generated from `TrainConfig`'s fields (one source of truth); `--config FILE.json` gives a
+base config that flags override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+
+HELP = "train or fine-tune a CLIP model (torchrun --nproc_per_node N -m clipforge train ... for DDP)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..train.config import TrainConfig
+
+    parser.add_argument("--config", dest="train_config", default=None, help="base TrainConfig JSON file")
+    parser.add_argument("--resume", default="auto", help="auto (latest in out-dir), none, or a checkpoint path")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        kinds = set(typing.get_args(hint)) or {hint}
+        if bool in kinds:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name in ("data",):
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                nargs="+",
+                default=None,
+                help="sources: shapes[:N], CSV/TSV/JSONL manifests, folders, tar shards ({a..b} ok)",
+            )
+        elif f.name in ("weights", "betas", "train_crop_scale"):
+            parser.add_argument(flag, dest=f.name, nargs="+", type=float, default=None)
+        elif f.name == "model_overrides":
+            parser.add_argument(
+                flag, dest=f.name, type=json.loads, default=None, help='JSON, e.g. \'{"vision": {"layers": 4}}\''
+            )
+        elif int in kinds:
+            parser.add_argument(flag, dest=f.name, type=int, default=None)
+        elif float in kinds:
+            parser.add_argument(flag, dest=f.name, type=float, default=None)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None)
+
+
+def config_from_args(args: argparse.Namespace):
+    from ..train.config import TrainConfig
+
+    base = TrainConfig.from_json(args.train_config).to_dict() if args.train_config else {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            base[f.name] = value
+    return TrainConfig.from_dict(base)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import train
+
+    summary = train(config_from_args(args), resume=args.resume, progress=not args.quiet)
+    if summary.get("final_model"):
+        print(json.dumps(summary, indent=2))
+    return 0
