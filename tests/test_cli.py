@@ -158,3 +158,14 @@ def test_convert_to_hf_and_back(model_dir, tmp_path, capsys):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert (a.encode_image(x) - b.encode_image(x)).abs().max() < 1e-6
+
+
+def test_demo_classifies_retrieves_and_writes_report(model_dir, tmp_path, capsys):
+    assert main(["demo", "--model", str(model_dir), "--out", str(tmp_path / "demo"), "-n", "6", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "zero-shot classification of 6" in out and "text -> image retrieval" in out
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert len(results["classification"]) == 6 and results["retrieval"]
+    for row in results["classification"]:
+        assert row["shape"]["true"] in row["caption"] or row["shape"]["true"] in ("square", "diamond", "cross")
+    assert (tmp_path / "demo" / "report.png").stat().st_size > 5_000

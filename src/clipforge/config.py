@@ -201,6 +201,15 @@ def _small(vision_kind: str = "vit") -> ModelConfig:
     )
 
 
+def _shapes_vit() -> ModelConfig:
+    """The embedded default model's architecture: a 64 px ViT and a short-context text tower (~2M parameters)."""
+    return ModelConfig(
+        embed_dim=128,
+        vision=VisionConfig(image_size=64, width=128, layers=6, heads=2, patch_size=8, act="gelu"),
+        text=TextConfig(context_length=32, width=128, heads=2, layers=4, act="gelu"),
+    )
+
+
 def _tiny() -> ModelConfig:
     """A tiny model for unit tests (head width 64, like the OpenAI family, so inference recovers it)."""
     return ModelConfig(
@@ -229,6 +238,7 @@ _PRESETS = {
     "ViT-L-14": lambda: _openai_vit(768, 224, 1024, 24, 14, 768),
     "ViT-L-14-336": lambda: _openai_vit(768, 336, 1024, 24, 14, 768),
     "small": _small,
+    "shapes-vit": _shapes_vit,
     "tiny": _tiny,
     "tiny-rn": _tiny_rn,
 }
