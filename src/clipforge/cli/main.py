@@ -28,12 +28,34 @@ COMMANDS = (
 )
 
 
+class _MissingDependency:
+    """Stands in for a command whose optional dependency is not installed: it says what to install."""
+
+    def __init__(self, name: str, missing: str) -> None:
+        self.HELP = f"(unavailable: needs the optional package {missing!r})"
+        self._message = (
+            f"'clipforge {name}' needs the optional package {missing!r}; "
+            f"install it (see the README's extras, e.g. pip install 'clipforge[all]')"
+        )
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise ValueError(self._message)
+
+
 def _command_modules():
     for name in COMMANDS:
+        module_name = f"clipforge.cli.{name.replace('-', '_')}"
         try:
-            yield name, importlib.import_module(f"clipforge.cli.{name.replace('-', '_')}")
+            yield name, importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"clipforge.cli.{name.replace('-', '_')}":
+            if exc.name == module_name:
+                continue  # command not part of this build
+            if exc.name and not exc.name.startswith("clipforge"):
+                yield name, _MissingDependency(name, exc.name.split(".")[0])
+            else:
                 raise
 
 

@@ -1,0 +1,241 @@
+"""Evaluation datasets: images + labels and/or captions, with an identity for the feature cache.
+
+A `DatasetSource` (what `--dataset` names) knows its splits, shifts, class names and prompt
+templates; `source.load(split, shift)` returns an `EvalDataset`, the concrete list of images the
+tasks consume. Images stay lazy (`images.load(i)` decodes one), so a million-image folder costs
+only its file list until it is embedded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..images import load_image
+
+#: Folder names read as splits when they are the only sub-folders of a dataset root.
+SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+class ImageSource(Protocol):
+    """Random access to decoded RGB images; `load` raises ImageDecodeError for unreadable ones."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> Image.Image: ...
+
+
+@dataclass(frozen=True)
+class FileImages:
+    """Images stored as files."""
+
+    paths: tuple[Path, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Image.Image:
+        return load_image(self.paths[index])
+
+
+@dataclass(frozen=True)
+class SubsetImages:
+    """A selection (in the given order) of another source's images."""
+
+    base: ImageSource
+    indices: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> Image.Image:
+        return self.base.load(self.indices[index])
+
+
+def digest(*parts: Any) -> str:
+    """A short stable hash of strings, bytes and numpy arrays."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:24]
+
+
+def files_fingerprint(paths: Sequence[Path]) -> str:
+    """Identity of a file list: names, sizes and modification times (content changes show in both)."""
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = p.stat()
+            h.update(f"{p}\x00{st.st_size}\x00{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\x00missing\n".encode())
+    return h.hexdigest()[:24]
+
+
+@dataclass
+class EvalDataset:
+    """Images with class labels (classification) and/or captions (retrieval).
+
+    `caption_image[c]` is the index of the image caption c describes; an image may own several
+    captions. `fingerprint` identifies the content (feature-cache key); it changes with any subset.
+    """
+
+    name: str
+    split: str
+    images: ImageSource
+    fingerprint: str
+    labels: np.ndarray | None = None
+    classnames: list[str] | None = None
+    templates: list[str] | None = None
+    captions: list[str] | None = None
+    caption_image: np.ndarray | None = None
+    shift: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, np.int64)
+            if self.labels.shape != (n,):
+                raise ValueError(f"{self.name}: {len(self.labels)} labels for {n} images")
+            if self.classnames is None:
+                raise ValueError(f"{self.name}: labels need class names")
+            if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classnames)):
+                raise ValueError(f"{self.name}: labels outside [0, {len(self.classnames)})")
+        if self.captions is not None:
+            self.caption_image = np.asarray(self.caption_image, np.int64)
+            if self.caption_image.shape != (len(self.captions),):
+                raise ValueError(f"{self.name}: caption_image needs one image index per caption")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def has_captions(self) -> bool:
+        return self.captions is not None and len(self.captions) > 0
+
+    @property
+    def title(self) -> str:
+        return f"{self.name}/{self.split}" + (f"@{self.shift}" if self.shift else "")
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> EvalDataset:
+        """Keep these images (in this order) and the captions that describe them."""
+        idx = np.asarray(indices, np.int64)
+        captions, owner = self.captions, self.caption_image
+        if captions is not None and owner is not None:
+            new_pos = np.full(len(self), -1, np.int64)
+            new_pos[idx] = np.arange(len(idx))
+            keep = np.flatnonzero(new_pos[owner] >= 0)
+            captions, owner = [captions[i] for i in keep], new_pos[owner[keep]]
+        return replace(
+            self,
+            images=SubsetImages(self.images, tuple(int(i) for i in idx)),
+            fingerprint=digest(self.fingerprint, idx),
+            labels=None if self.labels is None else self.labels[idx],
+            captions=captions,
+            caption_image=owner,
+        )
+
+    def sample(self, max_samples: int | None, seed: int = 0) -> EvalDataset:
+        """A seeded random subset of at most `max_samples` images (kept in their original order)."""
+        if max_samples is None or max_samples >= len(self):
+            return self
+        if max_samples < 1:
+            raise ValueError(f"max_samples must be positive, got {max_samples}")
+        rng = np.random.default_rng(seed)
+        return self.subset(np.sort(rng.choice(len(self), size=max_samples, replace=False)))
+
+    def describe(self) -> dict[str, Any]:
+        """What a result JSON records about the data."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "split": self.split,
+            "shift": self.shift,
+            "n_images": len(self),
+            "fingerprint": self.fingerprint,
+        }
+        if self.labels is not None and self.classnames is not None:
+            out["n_classes"] = len(self.classnames)
+        if self.captions is not None:
+            out["n_captions"] = len(self.captions)
+        return {**out, **self.info}
+
+
+class DatasetSource(ABC):
+    """Something `--dataset` can name: it knows its splits, shifts, class names and templates."""
+
+    name: str = "dataset"
+    classnames: list[str] | None = None
+    templates: list[str] | None = None
+
+    @property
+    @abstractmethod
+    def splits(self) -> tuple[str, ...]:
+        """Splits this source can load; "all" means the data has no predefined splits."""
+
+    @property
+    def shifts(self) -> tuple[str, ...]:
+        """Distribution-shift variants `load(..., shift=...)` accepts."""
+        return ()
+
+    @abstractmethod
+    def _load(self, split: str, shift: str | None, max_samples: int | None = None) -> EvalDataset:
+        """Build one split; `max_samples` is a hint for sources that can generate less data directly."""
+
+    def default_split(self) -> str:
+        return "test" if "test" in self.splits else self.splits[0]
+
+    def default_shift(self) -> str | None:
+        """The shift a spec asked for (e.g. `shapes:colour@blur`); tasks on one variant use it."""
+        return None
+
+    def robustness_variants(self) -> list[tuple[str, str, str | None]]:
+        """(name, split, shift) of each distribution-shift variant of the default split."""
+        return [(s, self.default_split(), s) for s in self.shifts]
+
+    def load(
+        self, split: str | None = None, shift: str | None = None, max_samples: int | None = None, seed: int = 0
+    ) -> EvalDataset:
+        """The images of one split (default: test, or all data when there are no splits).
+
+        `max_samples` keeps a seeded random subset of at most that many images.
+        """
+        split = split or self.default_split()
+        if split not in self.splits:
+            raise ValueError(f"dataset {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
+        if shift is not None and shift not in self.shifts:
+            have = ", ".join(self.shifts) or "none"
+            raise ValueError(f"dataset {self.name!r} has no shift {shift!r}; shifts: {have}")
+        return self._load(split, shift, max_samples).sample(max_samples, seed)
+
+
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int = 0) -> list[np.ndarray]:
+    """Partition indices into len(fractions) parts with each class spread in proportion (sorted parts)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    bounds = np.cumsum(np.asarray(fractions, np.float64) / np.sum(fractions))
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        cuts = np.round(bounds * len(members)).astype(int)
+        for p, (lo, hi) in enumerate(zip(np.r_[0, cuts[:-1]], cuts)):
+            parts[p].extend(members[lo:hi].tolist())
+    return [np.sort(np.asarray(p, np.int64)) for p in parts]
