@@ -210,6 +210,15 @@ def _shapes_vit() -> ModelConfig:
     )
 
 
+def _shapes_rn() -> ModelConfig:
+    """A small ModifiedResNet variant of `shapes-vit` (convolutions learn shapes from little data)."""
+    return ModelConfig(
+        embed_dim=128,
+        vision=VisionConfig(kind="resnet", image_size=64, width=24, layers=(2, 2, 2, 2), heads=12),
+        text=TextConfig(context_length=32, width=128, heads=2, layers=4, act="gelu"),
+    )
+
+
 def _tiny() -> ModelConfig:
     """A tiny model for unit tests (head width 64, like the OpenAI family, so inference recovers it)."""
     return ModelConfig(
@@ -239,6 +248,7 @@ _PRESETS = {
     "ViT-L-14-336": lambda: _openai_vit(768, 336, 1024, 24, 14, 768),
     "small": _small,
     "shapes-vit": _shapes_vit,
+    "shapes-rn": _shapes_rn,
     "tiny": _tiny,
     "tiny-rn": _tiny_rn,
 }

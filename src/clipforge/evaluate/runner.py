@@ -145,7 +145,9 @@ def _plan(
 
     def test_set() -> EvalDataset:
         if "test" not in loaded:
-            loaded["test"] = source.load(split or source.default_split(), source.default_shift(), max_samples)
+            # A split named in the dataset spec (shapes:TASK:SPLIT) is more specific than --split.
+            chosen = getattr(source, "fixed_split", None) or split or source.default_split()
+            loaded["test"] = source.load(chosen, source.default_shift(), max_samples)
         return loaded["test"]
 
     plan = []
