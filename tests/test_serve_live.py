@@ -1,0 +1,109 @@
+"""A real uvicorn server on 127.0.0.1: a bounded concurrent load test and the web page in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import clipforge
+from clipforge.data.shapes import ShapesWorld, write_csv_dataset
+
+pytest.importorskip("faiss")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+pytest.importorskip("multipart")
+
+from clipforge.index import BuildOptions, build_index  # noqa: E402
+from clipforge.serve import create_app, serve_in_thread  # noqa: E402
+from clipforge.serve.loadtest import run_load  # noqa: E402
+
+CHROMIUM = os.environ.get("CLIPFORGE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    torch.manual_seed(0)
+    clipforge.save(clipforge.create_model("tiny"), root / "model", clipforge.get_tokenizer("tiny"))
+    csv = write_csv_dataset(ShapesWorld(seed=2, image_size=48), root / "data", n=36)
+    build_index([str(csv)], root / "idx", model=root / "model", options=BuildOptions(progress=False))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(corpus):
+    with serve_in_thread(create_app(corpus / "idx"), host="127.0.0.1") as url:
+        yield url
+
+
+def test_bounded_concurrent_load_has_no_errors(server):
+    result = run_load(server, requests=200, concurrency=8, timeout=30)
+    print(f"\nload test on {server}: {result.summary()}")
+    for name, stats in result.by_endpoint.items():
+        print(f"  {name:15s} n={stats['n']:3d} p50 {stats['p50_ms']:7.1f} ms  p99 {stats['p99_ms']:7.1f} ms")
+    assert result.requests == 200
+    assert result.errors == 0, result.error_examples
+
+
+def test_web_page_in_headless_chromium(server, corpus):
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CLIPFORGE_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (uses Debian's chromium)")
+    shots = Path(os.environ.get("CLIPFORGE_SCREENSHOT_DIR", corpus / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.set_default_timeout(20_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server + "/")
+            page.wait_for_function("document.querySelector('#stats').textContent.includes('36 items')")
+
+            page.fill("#query", "a red circle")
+            page.select_option("#k", "12")
+            page.click("#search-btn")
+            page.wait_for_function("document.querySelectorAll('#results .result').length === 12")
+            assert "a red circle" in page.text_content("#status")
+            page.wait_for_function(
+                "Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"
+            )
+
+            query_image = corpus / "data" / "images" / "000004.png"
+            page.set_input_files("#file", str(query_image))
+            page.click("#image-search-btn")
+            page.wait_for_function("document.querySelector('#status').textContent.includes('000004.png')")
+            assert page.get_attribute("#results .result", "data-id") == "4"  # the image itself comes first
+
+            page.fill("#labels", "circle, square, triangle, star")
+            page.click("#classify-btn")
+            page.wait_for_function("document.querySelectorAll('#predictions .prediction').length === 4")
+            assert page.is_hidden("#error")
+
+            page.wait_for_function(
+                "Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"
+            )
+            page.screenshot(path=str(shots / "search-page.png"), full_page=True)
+
+            page.fill("#labels", " , ")
+            page.click("#classify-btn")
+            page.wait_for_selector("#error:not([hidden])")
+            assert "labels" in page.text_content("#error")  # the API's 4xx message is shown
+            assert errors == []
+        finally:
+            browser.close()
+    assert (shots / "search-page.png").stat().st_size > 10_000
+    print(f"\nscreenshot: {shots / 'search-page.png'}")
