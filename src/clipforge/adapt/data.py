@@ -1,0 +1,217 @@
+"""Few-shot sets and the backbone features adapters train on, with an on-disk feature cache.
+
+`FewShotData` carries labels plus whatever a method needs: the images (pixel-level methods and
+augmentation), un-normalised backbone features of the eval-preprocessed images, and features of
+`V` augmented views (Tip-Adapter's cache, GDA, and the feature-level trainers). Features are
+computed once per (backbone, images, augmentation) and cached as `.npy`, so the training-free and
+feature-level methods run in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .base import Backbone
+
+Images = Any  # a sequence of PIL images, or an image source with `load(i)` and `len()`
+
+
+def image_at(images: Images, index: int) -> Image.Image:
+    return images.load(index) if hasattr(images, "load") else images[index]
+
+
+class SubsetImages:
+    """Lazy view of some items of an image sequence/source."""
+
+    def __init__(self, images: Images, indices: Sequence[int]) -> None:
+        self.images, self.indices = images, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        return image_at(self.images, self.indices[i])
+
+
+def preprocess_images(backbone: Backbone, images: Images, indices: Sequence[int] | None = None) -> torch.Tensor:
+    """Eval-preprocessed pixels [N, 3, n, n]."""
+    idx = range(len(images)) if indices is None else indices
+    return backbone.preprocess.batch([image_at(images, int(i)) for i in idx])
+
+
+def augment_images(
+    backbone: Backbone, images: Images, indices: Sequence[int], seeds: Sequence[int], scale=(0.5, 1.0)
+) -> torch.Tensor:
+    """RandomResizedCrop + flip of `images[indices]`, one seed per image (reproducible, order-free)."""
+    tf = backbone.train_transform(scale=scale)
+    return torch.stack([tf(image_at(images, int(i)), int(s)) for i, s in zip(indices, seeds)])
+
+
+@dataclasses.dataclass
+class FewShotData:
+    """A labelled image set for fitting/evaluating adapters.
+
+    `features` [N, d] and `views` [V, N, d] are un-normalised backbone image features of the
+    eval-preprocessed images and of V augmented views; `pixels` [N, 3, n, n] are eval-preprocessed
+    images. Any of them may be None; `ensure` fills in what a method needs.
+    """
+
+    labels: torch.Tensor
+    images: Images | None = None
+    features: torch.Tensor | None = None
+    views: torch.Tensor | None = None
+    pixels: torch.Tensor | None = None
+    key: str | None = None  # identifies the images for the feature cache
+
+    def __post_init__(self) -> None:
+        self.labels = torch.as_tensor(np.asarray(self.labels), dtype=torch.long).reshape(-1)
+        n = len(self.labels)
+        for name in ("features", "pixels"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} rows for {n} labels")
+        if self.views is not None and self.views.shape[1] != n:
+            raise ValueError(f"views cover {self.views.shape[1]} images for {n} labels")
+        if self.images is not None and len(self.images) != n:
+            raise ValueError(f"{len(self.images)} images for {n} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> "FewShotData":
+        """The same data restricted to `indices` (features and views are sliced, images wrapped lazily)."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        digest = hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
+        return FewShotData(
+            self.labels[idx],
+            None if self.images is None else SubsetImages(self.images, idx.tolist()),
+            None if self.features is None else self.features[idx],
+            None if self.views is None else self.views[:, idx],
+            None if self.pixels is None else self.pixels[idx],
+            None if self.key is None else f"{self.key}[{digest}]",
+        )
+
+    def relabel(self, mapping: dict[int, int]) -> "FewShotData":
+        """Keep only samples whose label is a key of `mapping`, with labels renumbered by it."""
+        keep = [i for i, y in enumerate(self.labels.tolist()) if y in mapping]
+        out = self.subset(keep)
+        out.labels = torch.tensor([mapping[int(y)] for y in out.labels.tolist()], dtype=torch.long)
+        return out
+
+    def need_images(self, method: str) -> Images:
+        if self.images is None:
+            raise ValueError(f"{method} needs the images of the few-shot set, not only features")
+        return self.images
+
+    def ensure(
+        self,
+        backbone: Backbone,
+        features: bool = False,
+        views: int = 0,
+        pixels: bool = False,
+        cache: "FeatureCache | None" = None,
+        seed: int = 0,
+    ) -> "FewShotData":
+        """Compute (or read from `cache`) whatever is missing; returns self."""
+        if features and self.features is None:
+            self.features = compute_features(backbone, self.need_images("feature extraction"), cache, self.key)
+        if views and (self.views is None or len(self.views) < views):
+            self.views = compute_views(backbone, self.need_images("augmented views"), views, seed, cache, self.key)
+        if pixels and self.pixels is None:
+            self.pixels = preprocess_images(backbone, self.need_images("pixel input"))
+        return self
+
+    def view_features(self, epoch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Features to train on in one epoch: one random augmented view per image (or the plain features)."""
+        if self.views is None:
+            if self.features is None:
+                raise ValueError("no features: call ensure(backbone, features=True) first")
+            return self.features
+        pick = torch.randint(len(self.views), (len(self),), generator=generator)
+        return self.views[pick, torch.arange(len(self))]
+
+
+class FeatureCache:
+    """`.npy` files keyed by (backbone fingerprint, image-set key, what was computed)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def get(self, parts: Sequence[Any], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        name = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
+        path = self.directory / f"adapt-{name}.npy"
+        if path.is_file():
+            return torch.from_numpy(np.load(path))
+        value = compute()
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, value.numpy())
+        os.replace(tmp, path)
+        return value
+
+
+def compute_features(
+    backbone: Backbone, images: Images, cache: FeatureCache | None = None, key: str | None = None, batch: int = 256
+) -> torch.Tensor:
+    """Un-normalised backbone features [N, d] of eval-preprocessed images."""
+
+    def run() -> torch.Tensor:
+        out = [
+            backbone.encode_pixels(preprocess_images(backbone, images, range(s, min(s + batch, len(images)))))
+            for s in range(0, len(images), batch)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, backbone.embed_dim)
+
+    if cache is None or key is None:
+        return run()
+    return cache.get((backbone.fingerprint, key, "features", backbone.preprocess.config), run)
+
+
+def compute_views(
+    backbone: Backbone,
+    images: Images,
+    n_views: int,
+    seed: int = 0,
+    cache: FeatureCache | None = None,
+    key: str | None = None,
+    scale: tuple[float, float] = (0.5, 1.0),
+    batch: int = 256,
+) -> torch.Tensor:
+    """Features [V, N, d] of V RandomResizedCrop(scale)+flip views per image (Tip-Adapter's cache recipe).
+
+    View v of image i uses the seed `(seed, v, i)`. Compute views once for a pool and `subset` it.
+    """
+
+    def run() -> torch.Tensor:
+        views = []
+        for v in range(n_views):
+            feats = []
+            for s in range(0, len(images), batch):
+                idx = list(range(s, min(s + batch, len(images))))
+                seeds = [hash_seed(seed, v, i) for i in idx]
+                feats.append(backbone.encode_pixels(augment_images(backbone, images, idx, seeds, scale)))
+            views.append(torch.cat(feats) if feats else torch.zeros(0, backbone.embed_dim))
+        return torch.stack(views)
+
+    if cache is None or key is None:
+        return run()
+    return cache.get((backbone.fingerprint, key, "views", n_views, seed, scale, backbone.preprocess.config), run)
+
+
+def hash_seed(*parts: int) -> int:
+    """A deterministic 63-bit seed from integers (independent of Python's hash randomisation)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def materialize(images: Images) -> list[Image.Image]:
+    """All images as a list (render/decode once before an epoch loop)."""
+    return [image_at(images, i) for i in range(len(images))]

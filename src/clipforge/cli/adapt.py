@@ -1,0 +1,140 @@
+"""`clipforge adapt --method NAME --dataset DATASET --shots K --out DIR`: few-shot adaptation of a CLIP model.
+
+Fits one method on k labelled images per class of the dataset's train split (validation: min(k, 4)
+per class of its val split), saves the adapter to --out (usable by `clipforge classify --adapter`),
+and reports test accuracy next to zero-shot. `--base-to-novel` trains on the first half of the
+classes and reports base / novel / harmonic-mean accuracy instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from .common import add_model_arguments
+
+HELP = "few-shot adaptation: CoOp, CoCoOp, MaPLe, CLIP-Adapter, Tip-Adapter(-F), GDA, probe, TPT, LoRA, WiSE-FT, soups"
+
+
+def _hparam(text: str) -> tuple[str, Any]:
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip().replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip().replace("-", "_"), value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", help="adaptation method (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the methods and their hyperparameters")
+    parser.add_argument("--dataset", help="shapes:TASK, a class-folder tree, a CSV/JSONL manifest or a registry .json")
+    parser.add_argument("--shots", type=int, default=16, help="labelled images per class (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the few-shot draw (default 0)")
+    parser.add_argument(
+        "--set",
+        dest="hparams",
+        type=_hparam,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method hyperparameter, JSON-parsed (repeatable), e.g. --set n_ctx=4 --set ctx_init='\"a photo of a\"'",
+    )
+    parser.add_argument(
+        "--templates", default=None, help="prompt templates: a set name or file (default: the dataset's)"
+    )
+    parser.add_argument("--out", default=None, help="directory to save the fitted adapter in")
+    parser.add_argument("--base-to-novel", action="store_true", help="train on base classes, test base and novel")
+    parser.add_argument("--views", type=int, default=10, help="augmented views per image for cached features")
+    parser.add_argument("--max-samples", type=int, default=None, help="at most N images per split")
+    parser.add_argument("--no-eval", action="store_true", help="fit and save only")
+    parser.add_argument("--cache-dir", default="default", help="feature cache (default: the evaluation cache)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_model_arguments(parser)
+
+
+def _list_methods() -> int:
+    import dataclasses
+
+    from ..adapt import get_method, list_methods
+
+    for name in list_methods():
+        cls = get_method(name)
+        fields = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(cls.Config))
+        print(f"{name:<14} [{cls.input}] {fields}")
+    return 0
+
+
+def _default(field) -> Any:
+    import dataclasses
+
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else "?"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list_methods()
+    if not args.method or not args.dataset:
+        raise ValueError("--method and --dataset are required (see --list for methods)")
+    if args.shots < 1:
+        raise ValueError("--shots must be at least 1")
+
+    from ..adapt import Backbone, FeatureCache, get_method
+    from ..adapt import protocols as P
+    from ..evaluate import default_cache_dir, resolve_dataset
+    from ..zeroshot import resolve_templates
+    from .common import load_from_args
+
+    cls = get_method(args.method)
+    model, preprocess, tokenizer = load_from_args(args)
+    backbone = Backbone(model, preprocess, tokenizer, None)
+    if args.model is not None:
+        from pathlib import Path
+
+        backbone.source = str(Path(args.model).resolve())
+    source = resolve_dataset(args.dataset)
+    splits = P.dataset_splits(source, args.max_samples)
+    if args.templates:
+        splits.templates = resolve_templates(args.templates)
+    cache = (
+        None if args.no_cache else FeatureCache(default_cache_dir() if args.cache_dir == "default" else args.cache_dir)
+    )
+    hparams = dict(args.hparams)
+    start = time.perf_counter()
+    result: dict[str, Any] = {"method": args.method, "dataset": args.dataset, "shots": args.shots, "seed": args.seed}
+    if args.base_to_novel:
+        if not cls.open_vocabulary:
+            raise ValueError(f"{args.method} cannot classify classes it was not trained on (no base-to-novel)")
+        result["base_to_novel"] = P.base_to_novel_run(
+            args.method, backbone, splits, args.shots, args.seed, hparams, cache, args.views
+        )
+    else:
+        pool = splits.train.ensure(backbone, features=True, views=args.views if cls.uses_views else 0, cache=cache)
+        val = splits.val.ensure(backbone, features=True, cache=cache)
+        train, val = P.shots(pool, args.shots, args.seed), P.shots(val, min(args.shots, 4), args.seed)
+        adapter = cls(backbone, splits.classnames, splits.templates, **hparams).fit(train, val)
+        result["fit_seconds"] = round(time.perf_counter() - start, 2)
+        if args.out:
+            result["saved"] = str(adapter.save(args.out))
+        if not args.no_eval:
+            splits.test.ensure(backbone, features=True, cache=cache)
+            zeroshot = get_method("zeroshot")(backbone, splits.classnames, splits.templates)
+            result["test_accuracy"] = P.score(adapter, splits.test)
+            result["zeroshot_accuracy"] = P.score(zeroshot, splits.test)
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"{key:>18}: {shown}")
+    if "saved" in result:
+        print(f"use it with: clipforge classify IMAGES --adapter {result['saved']}", file=sys.stderr)
+    return 0
