@@ -399,7 +399,10 @@ def test_random_resized_crop_params_bounds_and_fallback() -> None:
 def test_wide_photos_always_take_the_fallback_crop_at_default_scale() -> None:
     # With scale >= 0.9 and ratio <= 4/3, a 3:2 photo (600x400) cannot fit any candidate crop
     # (largest 4:3 crop covers 0.889 of it), so torchvision's fallback centre crop is used every time.
-    crops = {random_resized_crop_params(600, 400, (0.9, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(s)) for s in range(20)}
+    crops = {
+        random_resized_crop_params(600, 400, (0.9, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(s))
+        for s in range(20)
+    }
     assert crops == {(0, 33, 400, 533)}
 
 
