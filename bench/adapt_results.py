@@ -44,6 +44,10 @@ BENCH_HPARAMS: dict[str, dict[str, Any]] = {
     "lora": {"iterations": 100},  # CLIP-LoRA: 500 x shots iterations
     "tpt": {"n_views": 64, "steps": 1},
 }
+#: Augmentations must preserve labels: flips swap left/right and crops move objects, so the position task
+#: trains (views, pixel methods, TPT) with mild crops and no flips; other tasks use the papers' defaults.
+TASK_AUGMENT: dict[str, dict[str, Any]] = {"position": {"crop_scale": (0.9, 1.0), "hflip": False}}
+PIXEL_AUG_METHODS = ("maple", "finetune", "lora", "tpt")
 SOUP_INGREDIENTS = ({"lr": 3e-5, "seed": 1}, {"lr": 3e-4, "seed": 2}, {"lr": 1e-4, "seed": 3, "crop_scale": [0.8, 1.0]})
 WISE_ALPHAS = tuple(round(a * 0.1, 1) for a in range(11))
 LABELS = {
@@ -83,7 +87,14 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 def run_task(task: str, backbone: adapt.Backbone, args, cache: adapt.FeatureCache, out: dict) -> None:
     res = out.setdefault(task, {})
     log(f"{task}: rendering and embedding data")
-    pool = load_split(task, "train", args.train_size).ensure(backbone, features=True, views=args.views, cache=cache)
+    aug = TASK_AUGMENT.get(task, {})
+    view_aug = {"scale": aug.get("crop_scale", (0.5, 1.0)), "hflip": aug.get("hflip", True)}
+    pool = load_split(task, "train", args.train_size)
+    pool.ensure(backbone, features=True, views=args.views, cache=cache, **view_aug)
+
+    def hparams(method: str, **more: Any) -> dict[str, Any]:
+        return {**BENCH_HPARAMS.get(method, {}), **(aug if method in PIXEL_AUG_METHODS else {}), **more}
+
     val = load_split(task, "val", args.val_size).ensure(backbone, features=True, pixels=True, cache=cache)
     test = load_split(task, "test", args.test_size).ensure(backbone, features=True, pixels=True, cache=cache)
     shifted = {
@@ -111,12 +122,12 @@ def run_task(task: str, backbone: adapt.Backbone, args, cache: adapt.FeatureCach
 
             for m in args.methods:
                 if m in FEATURE_METHODS or m in ("maple", "lora"):
-                    hp = {**BENCH_HPARAMS.get(m, {}), **({"seed": seed} if m not in ("gda", "tip-adapter") else {})}
+                    hp = hparams(m, **({"seed": seed} if m not in ("gda", "tip-adapter") else {}))
                     a, s = timed(lambda: adapt.create(m, backbone, names, templates, **hp).fit(train, vsub))
                     record(m, a, s)
             if not any(m in args.methods for m in ("finetune", "wise-ft", "soup-uniform", "soup-greedy")):
                 continue
-            ft_hp = {**BENCH_HPARAMS["finetune"], "seed": seed}
+            ft_hp = hparams("finetune", seed=seed)
             ft, s_ft = timed(lambda: adapt.create("finetune", backbone, names, templates, **ft_hp).fit(train))
             record("finetune", ft, s_ft)
             record("wise-ft", WiSEFT.from_finetuned(ft, 0.5), s_ft)
@@ -147,14 +158,14 @@ def run_task(task: str, backbone: adapt.Backbone, args, cache: adapt.FeatureCach
             write_json(out_doc(out, args), args.out.name, args.out.parent)
     if "tpt" in args.methods:
         sub = test.subset(range(min(args.tpt_size, len(test))))
-        tpt = adapt.create("tpt", backbone, names, templates, **BENCH_HPARAMS["tpt"])
+        tpt = adapt.create("tpt", backbone, names, templates, **hparams("tpt"))
         acc, s = timed(lambda: P.score(tpt, sub))
         res["tpt"] = {"accuracy": acc, "zeroshot_same_images": P.score(zs, sub), "n": len(sub), "seconds": round(s, 1)}
         log(f"{task} TPT {acc:.3f} vs zero-shot {res['tpt']['zeroshot_same_images']:.3f} on {len(sub)} images")
     b2n = res.setdefault("base_to_novel", {})
     for m in args.b2n_methods:
         for seed in args.seeds:
-            hp = {**BENCH_HPARAMS.get(m, {}), **({"seed": seed} if m != "zeroshot" else {})}
+            hp = hparams(m, **({"seed": seed} if m != "zeroshot" else {}))
             r, s = timed(lambda: P.base_to_novel_run(m, backbone, splits, args.b2n_shots, seed, hp, cache, args.views))
             b2n.setdefault(m, {})[str(seed)] = {**r, "fit_s": round(s, 2)}
             log(f"{task} base-to-novel {m:<8} seed={seed} base {r['base']:.3f} novel {r['novel']:.3f} hm {r['hm']:.3f}")
@@ -204,6 +215,7 @@ def out_doc(results: dict, args) -> dict:
             "tpt_images": args.tpt_size,
             "b2n_shots": args.b2n_shots,
             "hparams": BENCH_HPARAMS,
+            "task_augmentation": TASK_AUGMENT,
             "soup_ingredients": [{"lr": BENCH_HPARAMS["finetune"]["lr"]}, *SOUP_INGREDIENTS],
         },
         "machine": {**machine_info(), "load_average": load_average()},
@@ -297,8 +309,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS_DIR / "adapt_results.json")
     ap.add_argument("--docs", type=Path, default=None, help="docs/adaptation.md to update in place")
     ap.add_argument("--render-only", action="store_true", help="only re-render --out into Markdown")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, help="merge per-task result JSONs into --out")
     args = ap.parse_args()
-    if args.render_only:
+    if args.merge:
+        docs = [json.loads(p.read_text()) for p in args.merge]  # later files win for a task in several
+        merged = {**docs[-1], "tasks": {}}
+        merged["command"] = " && ".join(
+            [*(d["command"] for d in docs), "python bench/adapt_results.py " + " ".join(sys.argv[1:])]
+        )
+        for d in docs:
+            merged["tasks"].update(d["tasks"])
+        write_json(merged, args.out.name, args.out.parent)
+        table = render(merged)
+    elif args.render_only:
         table = render(json.loads(args.out.read_text()))
     else:
         results: dict[str, Any] = {}

@@ -48,10 +48,18 @@ def preprocess_images(backbone: Backbone, images: Images, indices: Sequence[int]
 
 
 def augment_images(
-    backbone: Backbone, images: Images, indices: Sequence[int], seeds: Sequence[int], scale=(0.5, 1.0)
+    backbone: Backbone,
+    images: Images,
+    indices: Sequence[int],
+    seeds: Sequence[int],
+    scale: tuple[float, float] = (0.5, 1.0),
+    hflip: bool = True,
 ) -> torch.Tensor:
-    """RandomResizedCrop + flip of `images[indices]`, one seed per image (reproducible, order-free)."""
-    tf = backbone.train_transform(scale=scale)
+    """RandomResizedCrop (+ flip) of `images[indices]`, one seed per image (reproducible, order-free).
+
+    Labels must survive the augmentation: e.g. no flips (and only mild crops) for a left/right label.
+    """
+    tf = backbone.train_transform(scale=tuple(scale), hflip=hflip)
     return torch.stack([tf(image_at(images, int(i)), int(s)) for i, s in zip(indices, seeds)])
 
 
@@ -119,12 +127,15 @@ class FewShotData:
         pixels: bool = False,
         cache: "FeatureCache | None" = None,
         seed: int = 0,
+        scale: tuple[float, float] = (0.5, 1.0),
+        hflip: bool = True,
     ) -> "FewShotData":
-        """Compute (or read from `cache`) whatever is missing; returns self."""
+        """Compute (or read from `cache`) whatever is missing; returns self. `scale`/`hflip`: view augmentation."""
         if features and self.features is None:
             self.features = compute_features(backbone, self.need_images("feature extraction"), cache, self.key)
         if views and (self.views is None or len(self.views) < views):
-            self.views = compute_views(backbone, self.need_images("augmented views"), views, seed, cache, self.key)
+            images = self.need_images("augmented views")
+            self.views = compute_views(backbone, images, views, seed, cache, self.key, scale, hflip)
         if pixels and self.pixels is None:
             self.pixels = preprocess_images(backbone, self.need_images("pixel input"))
         return self
@@ -183,9 +194,10 @@ def compute_views(
     cache: FeatureCache | None = None,
     key: str | None = None,
     scale: tuple[float, float] = (0.5, 1.0),
+    hflip: bool = True,
     batch: int = 256,
 ) -> torch.Tensor:
-    """Features [V, N, d] of V RandomResizedCrop(scale)+flip views per image (Tip-Adapter's cache recipe).
+    """Features [V, N, d] of V RandomResizedCrop(scale) (+ flip) views per image (Tip-Adapter's cache recipe).
 
     View v of image i uses the seed `(seed, v, i)`. Compute views once for a pool and `subset` it.
     """
@@ -197,13 +209,14 @@ def compute_views(
             for s in range(0, len(images), batch):
                 idx = list(range(s, min(s + batch, len(images))))
                 seeds = [hash_seed(seed, v, i) for i in idx]
-                feats.append(backbone.encode_pixels(augment_images(backbone, images, idx, seeds, scale)))
+                feats.append(backbone.encode_pixels(augment_images(backbone, images, idx, seeds, scale, hflip)))
             views.append(torch.cat(feats) if feats else torch.zeros(0, backbone.embed_dim))
         return torch.stack(views)
 
     if cache is None or key is None:
         return run()
-    return cache.get((backbone.fingerprint, key, "views", n_views, seed, scale, backbone.preprocess.config), run)
+    parts = (backbone.fingerprint, key, "views", n_views, seed, tuple(scale), backbone.preprocess.config)
+    return cache.get(parts + (() if hflip else ("no-flip",)), run)
 
 
 def hash_seed(*parts: int) -> int:

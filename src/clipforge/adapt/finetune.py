@@ -30,6 +30,7 @@ class FineTune(Adapter):
         batch_size: int = 32
         weight_decay: float = 0.1
         crop_scale: tuple[float, float] = (0.5, 1.0)
+        hflip: bool = True
         seed: int = 0
 
     def __init__(self, *args, **kwargs) -> None:
@@ -61,7 +62,7 @@ class FineTune(Adapter):
 
         def step_loss(idx: torch.Tensor, epoch: int) -> torch.Tensor:
             seeds = [hash_seed(cfg.seed, epoch, int(i)) for i in idx]
-            pixels = augment_images(self.backbone, images, idx.tolist(), seeds, cfg.crop_scale)
+            pixels = augment_images(self.backbone, images, idx.tolist(), seeds, cfg.crop_scale, cfg.hflip)
             return F.cross_entropy(self.logits(self.image_features(pixels)), train.labels[idx])
 
         sched = Schedule("adamw", cfg.lr, cfg.epochs, cfg.batch_size, cfg.weight_decay, warmup_lr=None)

@@ -127,6 +127,7 @@ class LoRA(Adapter):
         batch_size: int = 32
         weight_decay: float = 0.01
         crop_scale: tuple[float, float] = (0.5, 1.0)
+        hflip: bool = True
         seed: int = 0
 
     def __init__(self, *args, **kwargs) -> None:
@@ -181,7 +182,7 @@ class LoRA(Adapter):
 
         def step_loss(idx: torch.Tensor, epoch: int) -> torch.Tensor:
             seeds = [hash_seed(cfg.seed, epoch, int(i)) for i in idx]
-            pixels = augment_images(self.backbone, images, idx.tolist(), seeds, cfg.crop_scale)
+            pixels = augment_images(self.backbone, images, idx.tolist(), seeds, cfg.crop_scale, cfg.hflip)
             feats = self.model.encode_image(pixels.to(self.backbone.device)).float()
             return F.cross_entropy(self.logits(feats), train.labels[idx])
 

@@ -34,6 +34,8 @@ class MaPLe(PromptLearner):
         lr: float = 0.0035
         epochs: int = 5
         batch_size: int = 4
+        crop_scale: tuple[float, float] = (0.5, 1.0)
+        hflip: bool = True
         seed: int = 0
 
     def __init__(self, *args, **kwargs) -> None:
@@ -79,7 +81,7 @@ class MaPLe(PromptLearner):
 
         def step_loss(idx: torch.Tensor, epoch: int) -> torch.Tensor:
             seeds = [hash_seed(cfg.seed, epoch, int(i)) for i in idx]
-            pixels = augment_images(self.backbone, images, idx.tolist(), seeds)
+            pixels = augment_images(self.backbone, images, idx.tolist(), seeds, cfg.crop_scale, cfg.hflip)
             return F.cross_entropy(self.logits(self.encode_images(pixels)), train.labels[idx])
 
         train_loop(

@@ -23,15 +23,17 @@ from .coop import CoOp, PromptLearner
 from .prompts import PromptTokens, encode_prompts, init_context
 
 
-def augmented_views(image: torch.Tensor, n: int, scale: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
-    """`image` [3, H, W] followed by n − 1 RandomResizedCrop(scale) + flip views of it: [n, 3, H, W]."""
+def augmented_views(
+    image: torch.Tensor, n: int, scale: tuple[float, float], gen: torch.Generator, hflip: bool = True
+) -> torch.Tensor:
+    """`image` [3, H, W] followed by n − 1 RandomResizedCrop(scale) (+ flip) views of it: [n, 3, H, W]."""
     _, h, w = image.shape
     views = [image]
     for _ in range(n - 1):
         top, left, ch, cw = random_resized_crop_params(w, h, scale, (3 / 4, 4 / 3), gen)
         crop = image[None, :, top : top + ch, left : left + cw]
         view = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
-        if torch.rand(1, generator=gen).item() < 0.5:
+        if hflip and torch.rand(1, generator=gen).item() < 0.5:
             view = view.flip(-1)
         views.append(view)
     return torch.stack(views)
@@ -57,6 +59,7 @@ class TPT(PromptLearner):
         lr: float = 5e-3
         steps: int = 1
         crop_scale: tuple[float, float] = (0.08, 1.0)
+        hflip: bool = True
         seed: int = 0
 
     def __init__(self, *args, **kwargs) -> None:
@@ -97,7 +100,7 @@ class TPT(PromptLearner):
         """(logits of the original view after tuning, the tuned context) for one image [3, H, W]."""
         cfg = self.config
         seed = zlib.crc32(image.detach().cpu().numpy().tobytes()) ^ cfg.seed
-        views = augmented_views(image, cfg.n_views, cfg.crop_scale, torch.Generator().manual_seed(seed))
+        views = augmented_views(image, cfg.n_views, cfg.crop_scale, torch.Generator().manual_seed(seed), cfg.hflip)
         feats = self._view_features(views)
         ctx = self.ctx.detach().clone().requires_grad_(True)  # a fresh episode: prompt and optimiser reset
         opt = torch.optim.AdamW([ctx], lr=cfg.lr, weight_decay=0.0)

@@ -9,6 +9,7 @@ classes and reports base / novel / harmonic-mean accuracy instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -50,6 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="directory to save the fitted adapter in")
     parser.add_argument("--base-to-novel", action="store_true", help="train on base classes, test base and novel")
     parser.add_argument("--views", type=int, default=10, help="augmented views per image for cached features")
+    parser.add_argument(
+        "--crop-scale",
+        type=float,
+        nargs=2,
+        default=(0.5, 1.0),
+        metavar=("MIN", "MAX"),
+        help="RandomResizedCrop area range of every augmentation (default 0.5 1.0)",
+    )
+    parser.add_argument("--no-flip", action="store_true", help="no horizontal flips (labels such as left/right)")
     parser.add_argument("--max-samples", type=int, default=None, help="at most N images per split")
     parser.add_argument("--no-eval", action="store_true", help="fit and save only")
     parser.add_argument("--cache-dir", default="default", help="feature cache (default: the evaluation cache)")
@@ -59,8 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_methods() -> int:
-    import dataclasses
-
     from ..adapt import get_method, list_methods
 
     for name in list_methods():
@@ -71,8 +79,6 @@ def _list_methods() -> int:
 
 
 def _default(field) -> Any:
-    import dataclasses
-
     if field.default is not dataclasses.MISSING:
         return field.default
     return field.default_factory() if field.default_factory is not dataclasses.MISSING else "?"
@@ -107,16 +113,22 @@ def run(args: argparse.Namespace) -> int:
         None if args.no_cache else FeatureCache(default_cache_dir() if args.cache_dir == "default" else args.cache_dir)
     )
     hparams = dict(args.hparams)
+    augment = {"crop_scale": tuple(args.crop_scale), "hflip": not args.no_flip}
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    hparams = {**{k: v for k, v in augment.items() if k in fields}, **hparams}
+    view_aug = {"scale": augment["crop_scale"], "hflip": augment["hflip"]}
     start = time.perf_counter()
     result: dict[str, Any] = {"method": args.method, "dataset": args.dataset, "shots": args.shots, "seed": args.seed}
     if args.base_to_novel:
         if not cls.open_vocabulary:
             raise ValueError(f"{args.method} cannot classify classes it was not trained on (no base-to-novel)")
+        splits.train.ensure(backbone, features=True, views=args.views if cls.uses_views else 0, cache=cache, **view_aug)
         result["base_to_novel"] = P.base_to_novel_run(
             args.method, backbone, splits, args.shots, args.seed, hparams, cache, args.views
         )
     else:
-        pool = splits.train.ensure(backbone, features=True, views=args.views if cls.uses_views else 0, cache=cache)
+        views = args.views if cls.uses_views else 0
+        pool = splits.train.ensure(backbone, features=True, views=views, cache=cache, **view_aug)
         val = splits.val.ensure(backbone, features=True, cache=cache)
         train, val = P.shots(pool, args.shots, args.seed), P.shots(val, min(args.shots, 4), args.seed)
         adapter = cls(backbone, splits.classnames, splits.templates, **hparams).fit(train, val)
