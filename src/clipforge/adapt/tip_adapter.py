@@ -123,7 +123,7 @@ class TipAdapterF(TipAdapter):
                 epoch_feats[epoch] = self.normalize(train.view_features(epoch, gen))
             return F.cross_entropy(self.logits(epoch_feats[epoch][idx]), train.labels[idx])
 
-        def keep_best() -> None:
+        def keep_best(epoch: int) -> None:
             nonlocal best
             if val is None:
                 return
@@ -132,15 +132,7 @@ class TipAdapterF(TipAdapter):
             if acc > best[0]:
                 best = (acc, self.keys.detach().clone())
 
-        steps_per_epoch = max(1, -(-len(train) // cfg.batch_size))
-        counter = {"n": 0}
-
-        def after_step() -> None:
-            counter["n"] += 1
-            if counter["n"] % steps_per_epoch == 0:
-                keep_best()
-
-        train_loop([self.keys], len(train), step_loss, sched, cfg.seed, after_step)
+        train_loop([self.keys], len(train), step_loss, sched, cfg.seed, keep_best)
         if val is not None:
             self.keys = nn.Parameter(best[1], requires_grad=False)
         self.keys.requires_grad_(False)

@@ -49,9 +49,12 @@ def train_loop(
     step_loss: Callable[[torch.Tensor, int], torch.Tensor],
     s: Schedule,
     seed: int = 0,
-    after_step: Callable[[], None] | None = None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Minimise `step_loss(batch_indices, epoch)` over shuffled batches of range(n); returns epoch losses."""
+    """Minimise `step_loss(batch_indices, epoch)` over shuffled batches of range(n); returns epoch losses.
+
+    `after_epoch(epoch)` runs after each epoch (e.g. to keep the best epoch on validation data).
+    """
     params = list(params)
     opt = make_optimizer(params, s)
     gen = torch.Generator().manual_seed(seed)
@@ -73,9 +76,9 @@ def train_loop(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if after_step is not None:
-                after_step()
             running += float(loss.detach()) * len(idx)
             step += 1
         history.append(running / n)
+        if after_epoch is not None:
+            after_epoch(epoch)
     return history
