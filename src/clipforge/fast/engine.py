@@ -100,7 +100,7 @@ def optimize(
     backend: Backend = "torch",
     compile: bool = False,
     onnx_dir: str | None = None,
-    residual_fp32: bool = False,
+    residual_fp32: bool = True,
 ) -> FastCLIP:
     """An inference engine for `model` (not modified; its weights are copied and prepared).
 
@@ -110,7 +110,7 @@ def optimize(
     kernels elsewhere) or "onnx" (ONNX Runtime; fp32 and int8). compile: additionally run the
     towers through `torch.compile` (inductor); the first calls of each new shape take much longer.
     residual_fp32 (bf16 only): keep the transformers' residual streams and LayerNorms in fp32, as
-    bf16 autocast does: about half the error of all-bf16, about 15% slower.
+    bf16 autocast does (default); False runs everything in bf16: 5–15% faster, about twice the error.
     """
     if precision is None:
         precision = default_options(model.device)[0]  # type: ignore[assignment]
