@@ -123,7 +123,11 @@ def run_task(task: str, backbone: adapt.Backbone, args, cache: adapt.FeatureCach
             for m in args.methods:
                 if m in FEATURE_METHODS or m in ("maple", "lora"):
                     hp = hparams(m, **({"seed": seed} if m not in ("gda", "tip-adapter") else {}))
-                    a, s = timed(lambda: adapt.create(m, backbone, names, templates, **hp).fit(train, vsub))
+                    try:
+                        a, s = timed(lambda: adapt.create(m, backbone, names, templates, **hp).fit(train, vsub))
+                    except ValueError as exc:  # e.g. MaPLe needs a ViT image tower
+                        res.setdefault("not_applicable", {})[m] = str(exc)
+                        continue
                     record(m, a, s)
             if not any(m in args.methods for m in ("finetune", "wise-ft", "soup-uniform", "soup-greedy")):
                 continue
@@ -164,6 +168,8 @@ def run_task(task: str, backbone: adapt.Backbone, args, cache: adapt.FeatureCach
         log(f"{task} TPT {acc:.3f} vs zero-shot {res['tpt']['zeroshot_same_images']:.3f} on {len(sub)} images")
     b2n = res.setdefault("base_to_novel", {})
     for m in args.b2n_methods:
+        if m in res.get("not_applicable", {}):
+            continue
         for seed in args.seeds:
             hp = hparams(m, **({"seed": seed} if m != "zeroshot" else {}))
             r, s = timed(lambda: P.base_to_novel_run(m, backbone, splits, args.b2n_shots, seed, hp, cache, args.views))
@@ -176,7 +182,7 @@ def run_tasks(job: tuple[argparse.Namespace, list[str]]) -> dict[str, Any]:
     """Run some tasks in this process (partial JSON per process, so a long run can be followed)."""
     args, tasks = job
     torch.set_num_threads(args.threads)
-    backbone = adapt.Backbone.load(args.model)
+    backbone = adapt.Backbone.load(None if args.model == "default" else args.model)
     cache = adapt.FeatureCache(args.cache_dir)
     results: dict[str, Any] = {}
     part = argparse.Namespace(**{**vars(args), "out": args.out.with_suffix(f".{'-'.join(tasks)}.partial.json")})
@@ -202,7 +208,9 @@ def wise_sweep(ft, test, shifted) -> dict[str, list]:
 def out_doc(results: dict, args) -> dict:
     return {
         "command": "python bench/adapt_results.py " + " ".join(sys.argv[1:]),
-        "model": str(args.model),
+        "model": "embedded default model (src/clipforge/assets/default-model)"
+        if args.model == "default"
+        else str(args.model),
         "settings": {
             "shots": args.shots,
             "seeds": args.seeds,
@@ -241,6 +249,8 @@ def render(doc: dict) -> str:
         f"Regenerate: `{doc['command']}`",
         "",
     ]
+    if doc.get("provenance"):
+        lines += [doc["provenance"], ""]
     for task, res in doc["tasks"].items():
         if "zeroshot" not in res:
             continue
@@ -251,6 +261,8 @@ def render(doc: dict) -> str:
             cells = [pct([r["accuracy"] for key, r in runs.items() if key.split("/")[0] == str(k)]) for k in shots]
             fit = [r["fit_s"] for key, r in runs.items() if key.split("/")[0] == str(max(shots))]
             rows.append([LABELS.get(m, m), *cells, f"{np.mean(fit):.0f}" if fit else "–"])
+        for m, why in res.get("not_applicable", {}).items():
+            rows.append([LABELS.get(m, m), *["n/a"] * len(shots), why])
         if "tpt" in res:
             t = res["tpt"]
             label = f"{LABELS['tpt']} ({t['n']} test images; zero-shot on them {100 * t['zeroshot_same_images']:.1f})"
@@ -276,8 +288,8 @@ def render(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def update_docs(path: Path, table: str) -> None:
-    start, end = "<!-- adapt-results:start -->", "<!-- adapt-results:end -->"
+def update_docs(path: Path, table: str, marker: str = "adapt-results") -> None:
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     text = path.read_text()
     if start not in text or end not in text:
         raise SystemExit(f"{path}: missing the {start} / {end} markers")
@@ -288,7 +300,7 @@ def update_docs(path: Path, table: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="/work/runs/default/final")
+    ap.add_argument("--model", default="default", help="checkpoint path, or 'default' (the embedded model)")
     ap.add_argument("--tasks", nargs="+", default=["shape", "position"])
     ap.add_argument("--shots", nargs="+", type=int, default=[1, 2, 4, 8, 16])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -308,12 +320,14 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "clipforge" / "adapt"))
     ap.add_argument("--out", type=Path, default=RESULTS_DIR / "adapt_results.json")
     ap.add_argument("--docs", type=Path, default=None, help="docs/adaptation.md to update in place")
+    ap.add_argument("--docs-marker", default="adapt-results", help="the <!-- NAME:start/end --> section to replace")
     ap.add_argument("--render-only", action="store_true", help="only re-render --out into Markdown")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, help="merge per-task result JSONs into --out")
     args = ap.parse_args()
     if args.merge:
         docs = [json.loads(p.read_text()) for p in args.merge]  # later files win for a task in several
         merged = {**docs[-1], "tasks": {}}
+        merged["provenance"] = "merged: " + " && ".join(d["command"] for d in docs)
         merged["command"] = " && ".join(
             [*(d["command"] for d in docs), "python bench/adapt_results.py " + " ".join(sys.argv[1:])]
         )
@@ -340,7 +354,7 @@ def main() -> None:
         table = render(doc)
     print(table)
     if args.docs:
-        update_docs(args.docs, table)
+        update_docs(args.docs, table, args.docs_marker)
 
 
 if __name__ == "__main__":

@@ -206,3 +206,17 @@ def test_classify_and_eval_with_an_adapter(model_dir, tmp_path, capsys):
     argv = ["eval", "--task", "zeroshot", "--dataset", "shapes:colour?image_size=32", "--max-samples", "16"]
     assert main([*argv, "--adapter", str(tmp_path / "tip"), "--out", str(out), "--no-cache", "--quiet"]) == 0
     assert list(out.glob("*zeroshot.json"))
+
+
+def test_adapters_of_the_embedded_default_model_find_it_again(tmp_path):
+    from clipforge.adapt.base import DEFAULT_SOURCE
+
+    try:
+        default = adapt.Backbone.load()
+    except FileNotFoundError:
+        pytest.skip("no embedded default model in this checkout")
+    assert default.source == DEFAULT_SOURCE
+    zs = adapt.create("zeroshot", default, ["circle", "square"], ["a photo of a {}."])
+    zs.save(tmp_path / "zs")
+    again = adapt.load_adapter(tmp_path / "zs")  # no backbone given: the recorded source is the default model
+    assert again.backbone.fingerprint == default.fingerprint

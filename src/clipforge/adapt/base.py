@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 FORMAT = "clipforge-adapter"
 FORMAT_VERSION = 1
 CONFIG_NAME = "adapter.json"
+#: `Backbone.source` of the model embedded in the package (`clipforge.load(None)`)
+DEFAULT_SOURCE = "<embedded default model>"
 WEIGHTS_NAME = "adapter.safetensors"
 
 
@@ -47,11 +49,13 @@ class Backbone:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device | None = "cpu") -> "Backbone":
-        """Load any checkpoint `clipforge.load` reads (None = the embedded default model)."""
+        """Load any checkpoint `clipforge.load` reads (None or `DEFAULT_SOURCE`: the embedded default model)."""
         from ..api import load
 
+        if path == DEFAULT_SOURCE:
+            path = None
         model, preprocess, tokenizer = load(path, device=device)
-        return cls(model, preprocess, tokenizer, None if path is None else str(Path(path).resolve()))
+        return cls(model, preprocess, tokenizer, DEFAULT_SOURCE if path is None else str(Path(path).resolve()))
 
     @property
     def device(self) -> torch.device:

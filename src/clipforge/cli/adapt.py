@@ -13,6 +13,7 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .common import add_model_arguments
@@ -91,20 +92,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--method and --dataset are required (see --list for methods)")
     if args.shots < 1:
         raise ValueError("--shots must be at least 1")
+    if args.precision != "fp32":
+        raise ValueError("adapters are fitted in fp32; drop --precision")
 
     from ..adapt import Backbone, FeatureCache, get_method
     from ..adapt import protocols as P
+    from ..adapt.base import DEFAULT_SOURCE
     from ..evaluate import default_cache_dir, resolve_dataset
     from ..zeroshot import resolve_templates
     from .common import load_from_args
 
     cls = get_method(args.method)
     model, preprocess, tokenizer = load_from_args(args)
-    backbone = Backbone(model, preprocess, tokenizer, None)
-    if args.model is not None:
-        from pathlib import Path
-
-        backbone.source = str(Path(args.model).resolve())
+    source = DEFAULT_SOURCE if args.model is None else str(Path(args.model).resolve())
+    backbone = Backbone(model, preprocess, tokenizer, source)
     source = resolve_dataset(args.dataset)
     splits = P.dataset_splits(source, args.max_samples)
     if args.templates:
