@@ -175,19 +175,9 @@ def test_cli_base_to_novel(model_dir, tmp_path, capsys):
     assert "cannot classify classes" in capsys.readouterr().err
 
 
-def _supports(command: str, option: str) -> bool:
-    from clipforge.cli.main import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return any(option in a.option_strings for a in sub.choices[command]._actions)
-
-
 def test_classify_and_eval_with_an_adapter(model_dir, tmp_path, capsys):
-    """Runs once the integration patch (classify/eval --adapter) is applied; skipped before."""
     from clipforge.cli.main import main
 
-    if not (_supports("classify", "--adapter") and _supports("eval", "--adapter")):
-        pytest.skip("classify/eval --adapter not integrated yet (adapt_integration.diff)")
     backbone_from_disk = adapt.Backbone.load(model_dir)
     train = data(views=2)
     names = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
@@ -205,7 +195,18 @@ def test_classify_and_eval_with_an_adapter(model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     argv = ["eval", "--task", "zeroshot", "--dataset", "shapes:colour?image_size=32", "--max-samples", "16"]
     assert main([*argv, "--adapter", str(tmp_path / "tip"), "--out", str(out), "--no-cache", "--quiet"]) == 0
-    assert list(out.glob("*zeroshot.json"))
+    (result_file,) = out.glob("*zeroshot.json")
+    result = json.loads(result_file.read_text())
+    assert result["model"]["adapter_method"] == "tip-adapter"
+    from clipforge.evaluate import resolve_dataset
+
+    ds = resolve_dataset("shapes:colour?image_size=32")
+    test = ds.load(ds.default_split(), ds.default_shift(), 16)
+    expected_acc = P.score(a, adapt.FewShotData(test.labels, images=test.images))
+    assert result["summary"]["top1"] == pytest.approx(expected_acc)
+    # tasks an adapter cannot answer are refused up front
+    assert main([*argv[:2], "retrieval", *argv[3:], "--adapter", str(tmp_path / "tip"), "--no-cache"]) == 2
+    assert "do not apply" in capsys.readouterr().err
 
 
 def test_adapters_of_the_embedded_default_model_find_it_again(tmp_path):

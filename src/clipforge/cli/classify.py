@@ -1,4 +1,5 @@
-"""`clipforge classify IMAGES... --labels "cat,dog"`: zero-shot classification with prompt ensembles."""
+"""`clipforge classify IMAGES... --labels "cat,dog"`: zero-shot classification with prompt ensembles
+(or `--adapter DIR`: with a fitted few-shot adapter)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ HELP = "zero-shot classify images against text labels"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders, glob patterns, or one CSV manifest")
-    parser.add_argument("--labels", required=True, help='comma-separated class names ("cat,dog,car") or a file')
+    parser.add_argument("--labels", default=None, help='comma-separated class names ("cat,dog,car") or a file')
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="a fitted adapter directory (clipforge adapt --out) instead of --labels: its classes and classifier; "
+        "--model defaults to the checkpoint it records",
+    )
     parser.add_argument(
         "--templates",
         default="openai",
@@ -22,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
-    add_model_arguments(parser)
+    add_model_arguments(parser, engine=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,9 +44,21 @@ def run(args: argparse.Namespace) -> int:
     paths = resolve_image_inputs(args.images)
     if not paths:
         raise ValueError("no images found in the given inputs")
-    model, preprocess, tokenizer = load_from_args(args)
-    classifier = ZeroShotClassifier.build(model, tokenizer, args.labels, args.templates)
-    result = embed_images(model, preprocess, paths, batch_size=args.batch_size, progress=not args.json)
+    if args.adapter is not None:
+        if args.labels is not None:
+            raise ValueError("--labels and --adapter exclude each other: the adapter brings its own classes")
+        if args.precision not in ("auto", "fp32") or args.backend not in ("auto", "none"):
+            raise ValueError("adapters run on the fp32 model: drop --precision/--backend when giving --adapter")
+        from ..adapt import load_adapted
+
+        classifier = load_adapted(args.adapter, args.model, device=args.device or "cpu")
+        encoder, preprocess = classifier.encoder, classifier.preprocess
+    elif args.labels is None:
+        raise ValueError("give the classes with --labels (or a fitted adapter with --adapter DIR)")
+    else:
+        encoder, preprocess, tokenizer = load_from_args(args)
+        classifier = ZeroShotClassifier.build(encoder, tokenizer, args.labels, args.templates)
+    result = embed_images(encoder, preprocess, paths, batch_size=args.batch_size, progress=not args.json)
     probs = classifier.probabilities(torch.from_numpy(result.features))
     k = min(args.top_k, len(classifier.classnames))
     top_p, top_i = probs.topk(k, dim=-1)

@@ -1,11 +1,17 @@
-"""Arguments shared by several commands (model selection, precision, device)."""
+"""Arguments shared by several commands (model selection, precision, backend, device)."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..api import ALL_BACKENDS, ALL_PRECISIONS
 
-def add_model_arguments(parser: argparse.ArgumentParser, with_model: bool = True, runtime: bool = True) -> None:
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser, with_model: bool = True, runtime: bool = True, engine: bool = False
+) -> None:
+    """--model/--config/--activation; with `runtime` also --device and --precision; with `engine` the
+    inference-engine choices (--precision int8/auto, --backend) of commands that only embed."""
     if with_model:
         parser.add_argument(
             "--model",
@@ -19,8 +25,25 @@ def add_model_arguments(parser: argparse.ArgumentParser, with_model: bool = True
         default=None,
         help="activation for bare state dicts that do not record it (OpenAI weights: quick_gelu)",
     )
-    if runtime:
-        parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    if not runtime:
+        return
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    if engine:
+        parser.add_argument(
+            "--precision",
+            choices=ALL_PRECISIONS,
+            default="auto",
+            help="auto (default): fp32 on the CPU (features within 1e-4 of the reference), bf16 on CUDA; "
+            "bf16 and int8 (dynamic quantisation, CPU) trade accuracy for speed",
+        )
+        parser.add_argument(
+            "--backend",
+            choices=ALL_BACKENDS,
+            default="auto",
+            help="auto (default): the prepared torch engine on the CPU, the plain model on CUDA; "
+            "onnx: ONNX Runtime (fp32/int8); none: the plain model",
+        )
+    else:
         parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
 
 
@@ -34,4 +57,5 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
         precision=getattr(args, "precision", "fp32"),
         config=args.config,
         activation=args.activation,
+        backend=getattr(args, "backend", None),
     )

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--num-images", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--queries", nargs="*", default=None, help="text queries (default: made from the scenes)")
-    add_model_arguments(parser)
+    add_model_arguments(parser, engine=True)
 
 
 def run(args: argparse.Namespace) -> int:

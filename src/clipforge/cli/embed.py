@@ -23,12 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image decoding processes (default: automatic)")
     parser.add_argument("--no-normalize", action="store_true", help="store raw rather than L2-normalised features")
-    add_model_arguments(parser)
+    add_model_arguments(parser, engine=True)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..api import runtime_of
     from ..checkpoints.io import atomic_path
     from ..inference import embed_images, embed_texts, read_manifest_column, resolve_image_inputs
     from .common import load_from_args
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, preprocess, tokenizer = load_from_args(args)
-    summary: dict = {"model": str(args.model or "default"), "normalized": not args.no_normalize}
+    summary: dict = {"model": str(args.model or "default"), "runtime": runtime_of(model)}
+    summary["normalized"] = not args.no_normalize
 
     if args.inputs:
         paths = resolve_image_inputs(args.inputs, args.image_column)

@@ -60,7 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", type=int, default=1024, help="queries per similarity chunk")
     parser.add_argument("--workers", type=int, default=None, help="image decoding worker processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_model_arguments(parser)
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="a fitted adapter directory (clipforge adapt --out): its classifier replaces the prompt ensemble "
+        "for zeroshot/robustness; --model defaults to the checkpoint it records",
+    )
+    add_model_arguments(parser, engine=True)
     sub = parser.add_subparsers(dest="eval_command", metavar="report")
     rep = sub.add_parser(
         "report",
@@ -104,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else args.cache_dir,
         device=args.device,
         precision=args.precision,
+        backend=args.backend,
+        adapter=args.adapter,
         config=args.config,
         activation=args.activation,
         plots=not args.no_plots,

@@ -1,9 +1,9 @@
 """Frozen features for evaluation, cached on disk so re-running an evaluation does not touch the model.
 
 Cache entries are `.npy` files named by a hash of everything the numbers depend on: the model
-(weights + config), the data (dataset fingerprint, or the texts), the preprocessing, the dtype and
-the device type. Image features are stored *un-normalised* (the linear probe needs them raw;
-zero-shot and retrieval normalise on the fly). Extraction writes straight into a memory-mapped
+(weights + config), the data (dataset fingerprint, or the texts), the preprocessing, the dtype, the
+device type and the inference engine, if any. Image features are stored *un-normalised* (the linear
+probe needs them raw; zero-shot and retrieval normalise on the fly). Extraction writes straight into a memory-mapped
 file, so a million-image corpus never has to fit in RAM twice.
 """
 
@@ -114,6 +114,8 @@ class FeatureExtractor:
         self.model_hash = model_fingerprint(model)
         dtype, device = getattr(model, "dtype", torch.float32), getattr(model, "device", torch.device("cpu"))
         self._runtime = f"{dtype}|{torch.device(device).type}"
+        if getattr(model, "runtime", None):  # an inference engine: its kernels and precision change the numbers
+            self._runtime += f"|{model.runtime}"
         self._image_key = digest(self.model_hash, preprocess_fingerprint(preprocess), self._runtime)
         self._text_key = digest(self.model_hash, tokenizer_fingerprint(tokenizer), self._runtime)
         self.encode_calls = 0

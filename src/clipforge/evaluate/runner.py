@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..api import load, runtime_of
 from . import builtin  # noqa: F401  (registers shapes and digits)
 from .datasets import DatasetSource, EvalDataset
 from .ranking import DEFAULT_GALLERY_CHUNK, DEFAULT_QUERY_CHUNK
@@ -56,17 +57,42 @@ def _why_not(task: str, source: DatasetSource, has_captions: Callable[[], bool])
     return None
 
 
-def _load_model(model: Any, device: str | None, precision: str, config: Any, activation: str | None):
+def _load_model(
+    model: Any, device: str | None, precision: str, backend: str | None, config: Any, activation: str | None
+):
     if isinstance(model, tuple):
         m = model[0]
         name = getattr(m.config, "name", "") or "model"
-        return model, {"path": None, "name": name, "precision": str(m.dtype), "device": str(m.device)}
-    from ..api import load
-
-    loaded = load(model, device=device, precision=precision, config=config, activation=activation)  # type: ignore
-    name = loaded[0].config.name or (Path(str(model)).name if model is not None else "default")
+        return model, {"path": None, "name": name, "device": str(m.device), "runtime": runtime_of(m)}
+    loaded = load(model, device, precision, config, activation, backend)  # type: ignore[arg-type]
+    net = loaded[0]
+    name = net.config.name or (Path(str(model)).name if model is not None else "default")
     path = str(Path(model).resolve()) if model is not None else "embedded default model"
-    return loaded, {"path": path, "name": name, "precision": precision, "device": str(loaded[0].device)}
+    return loaded, {"path": path, "name": name, "device": str(net.device), "runtime": runtime_of(net)}
+
+
+ADAPTER_TASKS = ("zeroshot", "robustness")
+
+
+def _load_adapted(adapter: str | Path, model: Any, device: str | None, precision: str, backend: str | None):
+    """(encoder, preprocess, tokenizer), the adapter as a fixed head, and what to record about them."""
+    from ..adapt import Backbone, load_adapted
+
+    if precision not in ("auto", "fp32") or backend not in (None, "auto", "none"):
+        raise ValueError("adapters run on the fp32 model: drop --precision/--backend when giving --adapter")
+    if isinstance(model, tuple):
+        model = Backbone(*model)
+    adapted = load_adapted(adapter, model, device=device or "cpu")
+    bb = adapted.adapter.backbone
+    info = {
+        "path": bb.source,
+        "name": adapted.encoder.config.name,
+        "adapter": str(Path(adapter).resolve()),
+        "adapter_method": adapted.adapter.method,
+        "device": str(bb.device),
+        "runtime": runtime_of(bb.model),
+    }
+    return (adapted.encoder, adapted.preprocess, adapted.tokenizer), adapted, info
 
 
 def evaluate(
@@ -92,6 +118,8 @@ def evaluate(
     num_workers: int | None = None,
     query_chunk: int = DEFAULT_QUERY_CHUNK,
     gallery_chunk: int = DEFAULT_GALLERY_CHUNK,
+    backend: str | None = None,
+    adapter: str | Path | None = None,
 ) -> list[RunOutput]:
     """Run `tasks` on every dataset with one model; write one JSON (+ PNGs) per task into `out_dir`.
 
@@ -99,8 +127,19 @@ def evaluate(
     `(model, preprocess, tokenizer)` tuple. `tasks="all"` runs every task a dataset supports and
     reports the others as skipped; naming a task that does not fit raises ValueError.
     `cache_dir=None` disables the feature cache ("default": see `default_cache_dir`).
+    `precision`/`backend` choose the inference engine (see `clipforge.load`). `adapter`: a fitted
+    adapter directory whose classifier replaces the prompt ensemble (zeroshot and robustness only;
+    `model`, if given, is its backbone, else the checkpoint the adapter records).
     """
     names, is_all = parse_tasks(tasks)
+    if adapter is not None:
+        if is_all:
+            names = list(ADAPTER_TASKS)
+        other = [t for t in names if t not in ADAPTER_TASKS]
+        if other:
+            raise ValueError(
+                f"an adapter classifies with its own head: tasks {other} do not apply (use {ADAPTER_TASKS})"
+            )
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be positive, got {max_samples}")
     if any(k < 1 for k in shots) or not shots:
@@ -110,10 +149,14 @@ def evaluate(
     specs = [datasets] if isinstance(datasets, (str, Path, DatasetSource)) else list(datasets)
     sources = [resolve_dataset(s) for s in specs]
     plans = [_plan(source, names, is_all, split, max_samples) for source in sources]  # fail before any work
-    (net, preprocess, tokenizer), info = _load_model(model, device, precision, config, activation)
+    head = None
+    if adapter is not None:
+        (net, preprocess, tokenizer), head, info = _load_adapted(adapter, model, device, precision, backend)
+    else:
+        (net, preprocess, tokenizer), info = _load_model(model, device, precision, backend, config, activation)
     cache = default_cache_dir() if cache_dir == "default" else cache_dir
     ev = Evaluator(
-        net, preprocess, tokenizer, cache, batch_size, num_workers, progress, query_chunk, gallery_chunk, info
+        net, preprocess, tokenizer, cache, batch_size, num_workers, progress, query_chunk, gallery_chunk, info, head
     )
     outputs: list[RunOutput] = []
     for source, (test_set, plan) in zip(sources, plans):

@@ -57,6 +57,30 @@ def _timed(fn: Callable[..., EvalResult]) -> Callable[..., EvalResult]:
     return wrapper
 
 
+class _ReorderedHead:
+    """A fixed head whose logit columns follow another order of the same class names."""
+
+    def __init__(self, head: Any, classnames: list[str]) -> None:
+        self.head, self.classnames = head, classnames
+        self.order = torch.tensor([list(head.classnames).index(c) for c in classnames])
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head.logits(features)[:, self.order]
+
+
+def aligned_head(head: Any, classnames: Sequence[str]) -> Any:
+    """`head` with its logits in the dataset's class order; the class sets must be equal."""
+    if list(head.classnames) == list(classnames):
+        return head
+    if sorted(head.classnames) != sorted(classnames):
+        extra, missing = sorted(set(head.classnames) - set(classnames)), sorted(set(classnames) - set(head.classnames))
+        raise ValueError(
+            f"the adapter's classes differ from the dataset's: only in the adapter {extra[:10]}, "
+            f"only in the dataset {missing[:10]}"
+        )
+    return _ReorderedHead(head, list(classnames))
+
+
 class Evaluator:
     """Runs evaluation tasks for one model; features and prompt embeddings go through the cache."""
 
@@ -72,8 +96,13 @@ class Evaluator:
         query_chunk: int = DEFAULT_QUERY_CHUNK,
         gallery_chunk: int = DEFAULT_GALLERY_CHUNK,
         model_info: dict[str, Any] | None = None,
+        head: Any = None,
     ) -> None:
+        """`head` (optional): a fixed classifier with `classnames` and `logits(features)`, e.g. a fitted
+        adapter (`clipforge.adapt.load_adapted`); zero-shot and robustness then use it instead of
+        prompt embeddings, and `model.encode_image` must produce its input."""
         self.model = model
+        self.head = head
         self.features = FeatureExtractor(model, preprocess, tokenizer, cache_dir, batch_size, num_workers, progress)
         self.progress = progress
         self.query_chunk, self.gallery_chunk = query_chunk, gallery_chunk
@@ -91,7 +120,9 @@ class Evaluator:
         return out.features, dataset, notes
 
     def classifier(self, classnames: Sequence[str], templates: str | Sequence[str]) -> ZeroShotClassifier:
-        """Prompt-ensemble classifier (CLIP's recipe) from cached prompt embeddings."""
+        """Prompt-ensemble classifier (CLIP's recipe) from cached prompt embeddings, or the fixed head."""
+        if self.head is not None:
+            return aligned_head(self.head, classnames)
         tmpl = resolve_templates(templates)
         prompts = [t.format(c) for c in classnames for t in tmpl]
         feats = F.normalize(torch.from_numpy(np.array(self.features.texts(prompts, "embedding prompts"))), dim=-1)

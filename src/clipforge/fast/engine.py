@@ -81,6 +81,18 @@ class FastCLIP:
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         return self.model.logits(image_features, text_features)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The source model's weights (what the engine computes with, before preparation)."""
+        return self.model.state_dict()
+
+    def eval(self) -> "FastCLIP":
+        return self
+
+    @property
+    def runtime(self) -> str:
+        """Backend, kernels and precision, e.g. "torch onednn fp32" (part of feature-cache keys)."""
+        return self.description
+
     def __repr__(self) -> str:
         return f"FastCLIP({self.description})"
 

@@ -38,6 +38,7 @@ class BuildOptions:
     num_workers: int | None = None
     device: str | None = None
     precision: str = "fp32"
+    backend: str | None = None  # inference engine (see clipforge.load); None = the plain model
     progress: bool = True
 
     def request(self) -> dict[str, Any]:
@@ -140,7 +141,12 @@ class _Models:
             device = self.opts.device
             if device is None:
                 device = f"cuda:{self.ctx.local_rank}" if torch.cuda.is_available() else "cpu"
-            self._loaded[path] = load(path, device=device, precision=self.opts.precision)
+            self._loaded[path] = load(
+                path,
+                device=device,
+                precision=self.opts.precision,
+                backend=self.opts.backend,  # type: ignore[arg-type]
+            )
         return self._loaded[path]
 
     def record(self, model: str | Path | None) -> dict[str, Any]:
