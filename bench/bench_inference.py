@@ -579,7 +579,7 @@ def shapes_set(args):
     labels = torch.tensor(data.targets)
     prompts = [data.prompts(c) for c in data.classnames]
     description = {
-        "model": "the embedded default model (shapes-vit trained on the shapes world)",
+        "model": f"the embedded default model ({model.config.name}, trained on the shapes world)",
         "images": f"{len(pixels)} shapes-world test images, task {args.agreement_task}",
         "classes": f"{len(prompts)} classes x {len(prompts[0])} prompt templates (ensembled)",
     }

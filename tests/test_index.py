@@ -254,6 +254,11 @@ def test_cli_build_add_info_search(tmp_path, model_dir, corpus, capsys):
     assert main(["search", str(out), "a red circle", "-k", "4", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4] and rows[0]["score"] >= rows[-1]["score"]
+    # the default (fp32 engine) and the plain model embed the query alike
+    assert main(["search", str(out), "a red circle", "-k", "4", "--json", "--backend", "none"]) == 0
+    plain = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in plain] == [r["id"] for r in rows]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(plain, rows)) <= 1e-4
     assert main(["search", str(out), "--image", str(corpus["images"] / "000005.png"), "-k", "2"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert "id=5 " in first and "000005.png" in first

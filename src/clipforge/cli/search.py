@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..api import ALL_BACKENDS, ALL_PRECISIONS
+
 HELP = "search an index by text and/or image"
 
 
@@ -19,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object per result")
     parser.add_argument("--model", default=None, help="override the checkpoint recorded in the index")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
+    parser.add_argument("--precision", choices=ALL_PRECISIONS, default="auto", help="as for clipforge embed")
+    parser.add_argument("--backend", choices=ALL_BACKENDS, default="auto", help="as for clipforge embed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("the text query is empty")
     if args.k < 1:
         raise ValueError("-k must be at least 1")
-    index = SearchIndex.open(args.directory, model=args.model, device=args.device)
+    index = SearchIndex.open(args.directory, args.model, args.device, args.precision, args.backend)
     parts = []
     if args.text is not None:
         parts.append(index.embed_texts([args.text])[0])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..api import ALL_BACKENDS, ALL_PRECISIONS
+
 HELP = "serve an index over HTTP: /search, /classify, /embed, /image/{id}, a web page at / and docs at /docs"
 
 
@@ -13,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model", default=None, help="override the checkpoint recorded in the index")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=ALL_PRECISIONS, default="auto", help="as for clipforge embed")
+    parser.add_argument("--backend", choices=ALL_BACKENDS, default="auto", help="as for clipforge embed")
     parser.add_argument("--templates", default="openai7", help="default prompt templates for /classify")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
     parser.add_argument("--max-k", type=int, default=100, help="most results per search")
@@ -29,7 +33,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-upload-mb, --max-k and --max-batch must be positive")
     upload = int(args.max_upload_mb * 2**20)
     limits = Limits(max_image_bytes=upload, max_body_bytes=upload + 2**20, max_k=args.max_k, max_texts=args.max_batch)
-    app = create_app(args.directory, limits, model=args.model, device=args.device, templates=args.templates)
+    app = create_app(
+        args.directory,
+        limits,
+        model=args.model,
+        device=args.device,
+        templates=args.templates,
+        precision=args.precision,
+        backend=args.backend,
+    )
     print(f"serving {args.directory} on http://{args.host}:{args.port}/  (API docs: /docs)")
     serve(app, args.host, args.port, args.log_level)
     return 0

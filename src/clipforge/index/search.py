@@ -50,6 +50,7 @@ class SearchIndex:
         model: str | Path | None = None,
         device: str | None = "cpu",
         precision: str = "fp32",
+        backend: str | None = None,
     ) -> None:
         self.store = store
         self.manifest = manifest
@@ -78,16 +79,22 @@ class SearchIndex:
         shards = range(int(manifest["indexed_shards"]))
         self._shard_rows = np.cumsum([0] + [int(store.load_shard(s).shape[0]) for s in shards])
         self._model_path = model if model is not None else manifest["model"]["path"]
-        self._device, self._precision = device, precision
+        self._device, self._precision, self._backend = device, precision, backend
         self._model = None
         self._classifiers: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def open(
-        cls, directory: str | Path, model: str | Path | None = None, device: str | None = "cpu", precision: str = "fp32"
+        cls,
+        directory: str | Path,
+        model: str | Path | None = None,
+        device: str | None = "cpu",
+        precision: str = "fp32",
+        backend: str | None = None,
     ) -> "SearchIndex":
-        """Open a built index; `model` overrides the checkpoint recorded at build time.
+        """Open a built index; `model` overrides the checkpoint recorded at build time; `precision` and
+        `backend` choose how queries are embedded (see `clipforge.load`).
 
         While an `index add` is unfinished, the index as of its last completed run is served.
         """
@@ -95,7 +102,7 @@ class SearchIndex:
         manifest = store.read()
         if not manifest.get("index"):
             raise ValueError(f"{directory}: the index is not finished; re-run the build command to resume it")
-        return cls(store, manifest, model, device, precision)
+        return cls(store, manifest, model, device, precision, backend)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -111,7 +118,7 @@ class SearchIndex:
             if self._model is None:
                 from ..api import load
 
-                loaded = load(self._model_path, device=self._device, precision=self._precision)
+                loaded = load(self._model_path, self._device, self._precision, backend=self._backend)  # type: ignore
                 if loaded[0].config.embed_dim != self.dim:
                     raise ValueError(f"the model embeds to {loaded[0].config.embed_dim} dims, the index {self.dim}")
                 self._model = loaded

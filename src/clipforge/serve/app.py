@@ -65,12 +65,15 @@ def create_app(
     device: str = "cpu",
     templates: str = "openai7",
     preload: bool = True,
+    precision: str = "fp32",
+    backend: str | None = None,
 ) -> FastAPI:
     """The FastAPI application serving `index` (a `SearchIndex` or an index directory).
 
-    `preload` loads the model now rather than on the first query (which would then be slow).
+    `preload` loads the model now rather than on the first query (which would then be slow);
+    `precision`/`backend` choose how queries are embedded (see `clipforge.load`).
     """
-    idx = index if isinstance(index, SearchIndex) else SearchIndex.open(index, model=model, device=device)
+    idx = index if isinstance(index, SearchIndex) else SearchIndex.open(index, model, device, precision, backend)
     lim = limits or Limits()
     if templates not in TEMPLATE_SETS:
         raise ValueError(f"templates {templates!r}: expected one of {', '.join(TEMPLATE_SETS)}")
