@@ -207,6 +207,10 @@ def test_classify_and_eval_with_an_adapter(model_dir, tmp_path, capsys):
     # tasks an adapter cannot answer are refused up front
     assert main([*argv[:2], "retrieval", *argv[3:], "--adapter", str(tmp_path / "tip"), "--no-cache"]) == 2
     assert "do not apply" in capsys.readouterr().err
+    assert main(["classify", *paths, "--adapter", str(tmp_path / "tip"), "--precision", "int8"]) == 2
+    assert "adapters run on the fp32 model" in capsys.readouterr().err
+    assert main(["classify", *paths, "--adapter", str(tmp_path / "tip"), "--labels", "a,b"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
 
 
 def test_adapters_of_the_embedded_default_model_find_it_again(tmp_path):

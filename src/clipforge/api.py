@@ -85,7 +85,7 @@ def resolve_runtime(precision: str, backend: str | None, device: torch.device) -
     """(precision, backend) with "auto" resolved and combinations checked; backend "none" = the plain model.
 
     Automatic choices: on the CPU the prepared engine (backend "torch") in fp32, whose features stay
-    within 1e-4 of the model's at about twice its speed; on CUDA the plain model, in bf16 where the
+    within 1e-4 of the model's and which is faster (docs/performance.md); on CUDA the plain model, in bf16 where the
     GPU supports it (else fp16). bf16 and int8 on the CPU are opt-in, because they change the numbers.
     """
     if precision not in ALL_PRECISIONS:

@@ -88,6 +88,12 @@ class AdaptedModel:
         return self.logits(inputs).softmax(dim=-1)
 
 
+def check_runtime(precision: str, backend: str | None) -> None:
+    """Adapters compute on the fp32 model: refuse other precision/backend choices with the reason."""
+    if precision not in ("auto", "fp32") or backend not in (None, "auto", "none"):
+        raise ValueError("adapters run on the fp32 model: drop --precision/--backend when giving --adapter")
+
+
 def load_adapted(
     directory: str | Path, model: Backbone | str | Path | None = None, device: str | None = "cpu"
 ) -> AdaptedModel:

@@ -47,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter is not None:
         if args.labels is not None:
             raise ValueError("--labels and --adapter exclude each other: the adapter brings its own classes")
-        if args.precision not in ("auto", "fp32") or args.backend not in ("auto", "none"):
-            raise ValueError("adapters run on the fp32 model: drop --precision/--backend when giving --adapter")
         from ..adapt import load_adapted
+        from ..adapt.surface import check_runtime
+
+        check_runtime(args.precision, args.backend)
 
         classifier = load_adapted(args.adapter, args.model, device=args.device or "cpu")
         encoder, preprocess = classifier.encoder, classifier.preprocess

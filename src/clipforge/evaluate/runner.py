@@ -77,9 +77,9 @@ ADAPTER_TASKS = ("zeroshot", "robustness")
 def _load_adapted(adapter: str | Path, model: Any, device: str | None, precision: str, backend: str | None):
     """(encoder, preprocess, tokenizer), the adapter as a fixed head, and what to record about them."""
     from ..adapt import Backbone, load_adapted
+    from ..adapt.surface import check_runtime
 
-    if precision not in ("auto", "fp32") or backend not in (None, "auto", "none"):
-        raise ValueError("adapters run on the fp32 model: drop --precision/--backend when giving --adapter")
+    check_runtime(precision, backend)
     if isinstance(model, tuple):
         model = Backbone(*model)
     adapted = load_adapted(adapter, model, device=device or "cpu")
