@@ -93,7 +93,8 @@ def run_task(task: str, backbone: adapt.Backbone, args, cache: adapt.FeatureCach
     pool.ensure(backbone, features=True, views=args.views, cache=cache, **view_aug)
 
     def hparams(method: str, **more: Any) -> dict[str, Any]:
-        return {**BENCH_HPARAMS.get(method, {}), **(aug if method in PIXEL_AUG_METHODS else {}), **more}
+        table = {**BENCH_HPARAMS.get(method, {}), **args.hparams.get(method, {})}
+        return {**table, **(aug if method in PIXEL_AUG_METHODS else {}), **more}
 
     val = load_split(task, "val", args.val_size).ensure(backbone, features=True, pixels=True, cache=cache)
     test = load_split(task, "test", args.test_size).ensure(backbone, features=True, pixels=True, cache=cache)
@@ -223,6 +224,7 @@ def out_doc(results: dict, args) -> dict:
             "tpt_images": args.tpt_size,
             "b2n_shots": args.b2n_shots,
             "hparams": BENCH_HPARAMS,
+            "hparam_overrides": args.hparams,
             "task_augmentation": TASK_AUGMENT,
             "soup_ingredients": [{"lr": BENCH_HPARAMS["finetune"]["lr"]}, *SOUP_INGREDIENTS],
         },
@@ -251,6 +253,8 @@ def render(doc: dict) -> str:
     ]
     if doc.get("provenance"):
         lines += [doc["provenance"], ""]
+    if st.get("hparam_overrides"):
+        lines += [f"Hyperparameters changed from the table's: `{json.dumps(st['hparam_overrides'])}`", ""]
     for task, res in doc["tasks"].items():
         if "zeroshot" not in res:
             continue
@@ -321,9 +325,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS_DIR / "adapt_results.json")
     ap.add_argument("--docs", type=Path, default=None, help="docs/adaptation.md to update in place")
     ap.add_argument("--docs-marker", default="adapt-results", help="the <!-- NAME:start/end --> section to replace")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=JSON",
+        help="override a hyperparameter of the table, e.g. --set lora.iterations=1000",
+    )
     ap.add_argument("--render-only", action="store_true", help="only re-render --out into Markdown")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, help="merge per-task result JSONs into --out")
     args = ap.parse_args()
+    args.hparams = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not (sep and dot and method and name):
+            raise SystemExit(f"--set {item!r}: expected METHOD.KEY=JSON")
+        args.hparams.setdefault(method, {})[name] = json.loads(value)
     if args.merge:
         docs = [json.loads(p.read_text()) for p in args.merge]  # later files win for a task in several
         merged = {**docs[-1], "tasks": {}}
