@@ -225,3 +225,20 @@ def test_adapters_of_the_embedded_default_model_find_it_again(tmp_path):
     zs.save(tmp_path / "zs")
     again = adapt.load_adapter(tmp_path / "zs")  # no backbone given: the recorded source is the default model
     assert again.backbone.fingerprint == default.fingerprint
+
+
+def test_a_fixed_head_follows_the_dataset_class_order():
+    from clipforge.evaluate.tasks import aligned_head
+
+    class Head:
+        classnames = ["red", "green", "blue"]
+
+        def logits(self, x):
+            return x @ torch.tensor([[1.0, 2.0, 3.0]])
+
+    head = Head()
+    assert aligned_head(head, ["red", "green", "blue"]) is head
+    reordered = aligned_head(head, ["blue", "red", "green"])
+    assert reordered.logits(torch.ones(2, 1)).tolist() == [[3.0, 1.0, 2.0]] * 2
+    with pytest.raises(ValueError, match=r"only in the adapter \['green'\], only in the dataset \['pink'\]"):
+        aligned_head(head, ["red", "pink", "blue"])

@@ -3,8 +3,8 @@
 Cache entries are `.npy` files named by a hash of everything the numbers depend on: the model
 (weights + config), the data (dataset fingerprint, or the texts), the preprocessing, the dtype, the
 device type and the inference engine, if any. Image features are stored *un-normalised* (the linear
-probe needs them raw; zero-shot and retrieval normalise on the fly). Extraction writes straight into a memory-mapped
-file, so a million-image corpus never has to fit in RAM twice.
+probe needs them raw; zero-shot and retrieval normalise on the fly). Extraction writes straight into
+a memory-mapped file, so a million-image corpus never has to fit in RAM twice.
 """
 
 from __future__ import annotations
