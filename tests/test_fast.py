@@ -177,3 +177,27 @@ def test_compiled_engine(precision):
     else:
         assert F.cosine_similarity(img, ref_image).min() >= 0.999
         assert F.cosine_similarity(txt, ref_text).min() >= 0.999
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-rn"])
+def test_large_batches_run_in_chunks_with_the_same_features(name):
+    model = _model(name)
+    pixels, tokens = _inputs(model)
+    engine = optimize(model, "fp32")
+    whole_image, whole_text = engine.encode_image(pixels), engine.encode_text(tokens)
+    calls = []
+    image_fn, text_fn = engine._image, engine._text
+    engine._image = lambda x: calls.append(("image", len(x))) or image_fn(x)
+    engine._text = lambda x: calls.append(("text", len(x))) or text_fn(x)
+    engine.image_chunk, engine.text_chunk = 2, 3
+    assert torch.allclose(engine.encode_image(pixels), whole_image, atol=1e-5)
+    assert torch.allclose(engine.encode_text(tokens), whole_text, atol=1e-5)
+    assert calls == [("image", 2), ("image", 2), ("image", 1), ("text", 3), ("text", 2)]
+
+
+def test_chunk_sizes_follow_the_token_count():
+    from clipforge.fast.engine import image_chunk
+
+    assert image_chunk(clipforge.create_model("ViT-B-32", **B32_LAYERS)) == 32
+    assert image_chunk(clipforge.create_model("ViT-B-16", **B32_LAYERS)) == 8
+    assert image_chunk(_model("tiny-rn")) == 32

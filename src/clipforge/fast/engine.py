@@ -22,6 +22,25 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx")
 # Expected rows (batch × tokens) per linear call, the shape oneDNN packs the weights for.
 IMAGE_ROWS = 32 * 50
 TEXT_ROWS = 256 * 16
+# Largest batch per call: bigger batches are run in chunks, because throughput falls once a call's
+# activations outgrow the caches (ViT-B/32 at 128 images: fp32 -8%, int8 -20%; 256 captions in int8:
+# -45%, measured against chunks of 32 images / 128 captions).
+TEXT_CHUNK = 128
+RESNET_IMAGE_CHUNK = 32
+
+
+def image_chunk(model: CLIP) -> int:
+    """Images per call: as many as fill IMAGE_ROWS token rows (32 for ViT-B/32, 8 for ViT-B/16)."""
+    if not isinstance(model.visual, VisionTransformer):
+        return RESNET_IMAGE_CHUNK
+    v = model.config.vision
+    return max(1, IMAGE_ROWS // ((v.image_size // v.patch_size) ** 2 + 1))
+
+
+def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, size: int) -> torch.Tensor:
+    if len(x) <= size:
+        return fn(x)
+    return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
 
 
 class FastCLIP:
@@ -48,6 +67,8 @@ class FastCLIP:
         self.description = description
         self._image = image_fn
         self._text = text_fn
+        #: largest batches per call of the prepared towers (larger inputs are split; see TEXT_CHUNK)
+        self.image_chunk, self.text_chunk = image_chunk(model), TEXT_CHUNK
 
     @property
     def device(self) -> torch.device:
@@ -69,13 +90,13 @@ class FastCLIP:
     @torch.inference_mode()
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Image embeddings [B, embed_dim] (float32) from preprocessed pixels [B, 3, H, W]."""
-        feats = self._image(pixels)
+        feats = _in_chunks(self._image, pixels, self.image_chunk)
         return F.normalize(feats, dim=-1) if normalize else feats
 
     @torch.inference_mode()
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Text embeddings [B, embed_dim] (float32) from token ids [B, L]."""
-        feats = self._text(tokens)
+        feats = _in_chunks(self._text, tokens, self.text_chunk)
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
