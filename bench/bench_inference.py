@@ -567,11 +567,11 @@ def photos_set(args):
 
 
 def shapes_set(args):
-    """The embedded default model (trained on the shapes world) on its shape+colour test images."""
+    """A model trained on the shapes world (default: the embedded one) on shapes-world test images."""
     import clipforge
     from clipforge.data.shapes import ShapesClassification
 
-    model, preprocess, tokenizer = clipforge.load()
+    model, preprocess, tokenizer = clipforge.load(args.agreement_model)
     data = ShapesClassification(
         task=args.agreement_task, split="test", size=args.agreement_images, transform=preprocess
     )
@@ -579,7 +579,7 @@ def shapes_set(args):
     labels = torch.tensor(data.targets)
     prompts = [data.prompts(c) for c in data.classnames]
     description = {
-        "model": f"the embedded default model ({model.config.name}, trained on the shapes world)",
+        "model": f"{args.agreement_model or 'embedded default model'} ({model.config.name}, shapes-world trained)",
         "images": f"{len(pixels)} shapes-world test images, task {args.agreement_task}",
         "classes": f"{len(prompts)} classes x {len(prompts[0])} prompt templates (ensembled)",
     }
@@ -729,6 +729,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--agreement-images", type=int, default=1000)
     p.add_argument("--agreement-classes", type=int, default=1000, help="classes of the 'photos' set")
     p.add_argument("--agreement-task", default="shape_colour", help="shapes-world task of the 'shapes' set")
+    p.add_argument("--agreement-model", default=None, help="checkpoint of the 'shapes' set (default: embedded model)")
     p.add_argument("--report", default=None, help="print the markdown tables of a results JSON and exit")
     p.add_argument("--child-openclip", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
