@@ -106,7 +106,7 @@ def test_embed_command_records_the_runtime(model_dir, tmp_path):
                      "--out", str(out), "--device", "cpu", *extra]) == 0  # fmt: skip
         feats[name] = np.load(out / "image_embeddings.npy")
         runtime = json.loads((out / "summary.json").read_text())["runtime"]
-        assert runtime == "plain model float32" if name == "none" else runtime.startswith("torch ")
+        assert (runtime == "plain model float32") if name == "none" else runtime.startswith("torch ")
         assert runtime.endswith({"none": "float32", "int8": "int8", "auto": "fp32"}[name])
     assert np.abs(feats["auto"] - feats["none"]).max() <= 1e-4
     assert (feats["int8"] * feats["none"]).sum(-1).min() > 0.98
