@@ -27,6 +27,7 @@ TEXT_ROWS = 256 * 16
 # -45%, measured against chunks of 32 images / 128 captions).
 TEXT_CHUNK = 128
 RESNET_IMAGE_CHUNK = 32
+UNCHUNKED = 1 << 62
 
 
 def image_chunk(model: CLIP) -> int:
@@ -67,8 +68,11 @@ class FastCLIP:
         self.description = description
         self._image = image_fn
         self._text = text_fn
-        #: largest batches per call of the prepared towers (larger inputs are split; see TEXT_CHUNK)
-        self.image_chunk, self.text_chunk = image_chunk(model), TEXT_CHUNK
+        #: largest batches per call of the prepared towers (larger inputs are split; see TEXT_CHUNK);
+        #: CPU caches only: GPUs keep whole batches
+        cpu = model.device.type == "cpu"
+        self.image_chunk = image_chunk(model) if cpu else UNCHUNKED
+        self.text_chunk = TEXT_CHUNK if cpu else UNCHUNKED
 
     @property
     def device(self) -> torch.device:
