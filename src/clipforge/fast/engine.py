@@ -23,8 +23,8 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx")
 IMAGE_ROWS = 32 * 50
 TEXT_ROWS = 256 * 16
 # Largest batch per call: bigger batches are run in chunks, because throughput falls once a call's
-# activations outgrow the caches (ViT-B/32 at 128 images: fp32 -8%, int8 -20%; 256 captions in int8:
-# -45%, measured against chunks of 32 images / 128 captions).
+# activations outgrow the caches (ViT-B/32, whole batches vs chunks of 32 images / 128 captions: 128
+# images fp32 -7%, int8 -22%; 256 captions fp32 -10%; bench/bench_chunks.py).
 TEXT_CHUNK = 128
 RESNET_IMAGE_CHUNK = 32
 UNCHUNKED = 1 << 62
