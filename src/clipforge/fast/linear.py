@@ -4,7 +4,7 @@
 
 - `"onednn"`: the weight is reordered once into oneDNN's blocked layout (fp32 or bf16) and run
   through `torch.ops.mkldnn._linear_pointwise`, with GELU/swish or the residual add as a post-op.
-  On this kind of CPU oneDNN's fp32 GEMM is about twice as fast as torch's default (MKL) path.
+  On AVX-512 CPUs oneDNN's fp32 GEMM beats torch's default (MKL) path: 1.4× on Zen 4, ~2× on Zen 5.
 - `"int8"`: dynamic quantisation (per-channel int8 weights, per-batch int8 activations) through
   the quantized engine's `linear_dynamic` (fbgemm/x86 on AVX-512 VNNI machines).
 - `"aten"`: plain `F.linear` plus eager epilogues; the portable fallback (CUDA, no oneDNN).
