@@ -47,10 +47,11 @@ def main() -> int:
     pixels = torch.randn(128, 3, size, size, generator=torch.Generator().manual_seed(0))
     tokens = captions(256, model.config.text.context_length)
     cells = [("image", n) for n in (32, 64, 128)] + [("text", 256)]
-    rows, results = [], []
+    rows, results, default_chunks = [], [], {}
     for precision in ("fp32", "bf16", "int8"):
         engine = optimize(model, precision)
         chunks = {"chunked": (engine.image_chunk, engine.text_chunk), "whole": (UNCHUNKED, UNCHUNKED)}
+        default_chunks = {"image": engine.image_chunk, "text": engine.text_chunk}
         for task, n in cells:
             x, fn = (pixels[:n], engine.encode_image) if task == "image" else (tokens[:n], engine.encode_text)
             seconds: dict[str, list[float]] = {mode: [] for mode in chunks}
@@ -69,7 +70,7 @@ def main() -> int:
         "benchmark": "whole batches vs chunks",
         "command": "python bench/bench_chunks.py " + " ".join(sys.argv[1:]),
         "model": f"{args.model}, random weights",
-        "chunks": {"image": optimize(model, "fp32").image_chunk, "text": optimize(model, "fp32").text_chunk},
+        "chunks": default_chunks,
         "machine": {**machine_info(), "load_average": load_average()},
         "results": results,
     }

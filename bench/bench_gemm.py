@@ -46,12 +46,11 @@ def cpu_family() -> dict[str, str]:
 
 
 def kernel(name: str, weight: torch.Tensor, rows: int):
-    if name.startswith("onednn"):
-        dtype = torch.bfloat16 if name.endswith("bf16") else torch.float32
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight.to(dtype).contiguous(), rows)
-        return dtype, lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
     dtype = torch.bfloat16 if name.endswith("bf16") else torch.float32
     w = weight.to(dtype).contiguous()
+    if name.startswith("onednn"):
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, rows)
+        return dtype, lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
     return dtype, lambda x: F.linear(x, w)
 
 

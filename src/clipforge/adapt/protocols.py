@@ -98,6 +98,15 @@ def dataset_splits(source: Any, max_samples: int | None = None, seed: int = 0) -
     return Splits(list(source.classnames), templates, wrap(train), wrap(val), wrap(test), source.name)
 
 
+def _prepared(method: str, backbone: Backbone, splits: Splits, cache: FeatureCache | None, views: int):
+    """(method class, train pool with features (+ augmented views if the method uses them), val pool)."""
+    from .registry import get_method
+
+    cls = get_method(method)
+    pool = splits.train.ensure(backbone, features=True, views=views if cls.uses_views else 0, cache=cache)
+    return cls, pool, splits.val.ensure(backbone, features=True, cache=cache)
+
+
 def few_shot_run(
     method: str,
     backbone: Backbone,
@@ -109,11 +118,8 @@ def few_shot_run(
     views: int = 10,
 ) -> tuple[Adapter, float]:
     """Fit `method` on k shots (seed) with min(k, 4)-shot validation; returns (adapter, test accuracy)."""
-    from .registry import get_method
-
-    cls = get_method(method)
-    pool = splits.train.ensure(backbone, features=True, views=views if cls.uses_views else 0, cache=cache)
-    train, val = shots(pool, k, seed), shots(splits.val.ensure(backbone, features=True, cache=cache), min(k, 4), seed)
+    cls, pool, val_pool = _prepared(method, backbone, splits, cache, views)
+    train, val = shots(pool, k, seed), shots(val_pool, min(k, 4), seed)
     adapter = cls(backbone, splits.classnames, splits.templates, **(hparams or {})).fit(train, val)
     return adapter, score(adapter, splits.test)
 
@@ -129,13 +135,9 @@ def base_to_novel_run(
     views: int = 10,
 ) -> dict[str, float]:
     """Train on base classes (k shots), test on base and novel classes; {base, novel, hm}."""
-    from .registry import get_method
-
-    cls = get_method(method)
+    cls, pool, val = _prepared(method, backbone, splits, cache, views)
     base, novel = base_novel_classes(len(splits.classnames))
     names = splits.classnames
-    pool = splits.train.ensure(backbone, features=True, views=views if cls.uses_views else 0, cache=cache)
-    val = splits.val.ensure(backbone, features=True, cache=cache)
     to_base = {c: i for i, c in enumerate(base)}
     to_novel = {c: i for i, c in enumerate(novel)}
     train_b, val_b = shots(pool.relabel(to_base), k, seed), shots(val.relabel(to_base), min(k, 4), seed)

@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         from ..adapt.surface import check_runtime
 
         check_runtime(args.precision, args.backend)
-
         classifier = load_adapted(args.adapter, args.model, device=args.device or "cpu")
         encoder, preprocess = classifier.encoder, classifier.preprocess
     elif args.labels is None:

@@ -34,8 +34,7 @@ def image_chunk(model: CLIP) -> int:
     """Images per call: as many as fill IMAGE_ROWS token rows (32 for ViT-B/32, 8 for ViT-B/16)."""
     if not isinstance(model.visual, VisionTransformer):
         return RESNET_IMAGE_CHUNK
-    v = model.config.vision
-    return max(1, IMAGE_ROWS // ((v.image_size // v.patch_size) ** 2 + 1))
+    return max(1, IMAGE_ROWS // (model.config.vision.grid_size**2 + 1))
 
 
 def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, size: int) -> torch.Tensor:
@@ -109,9 +108,6 @@ class FastCLIP:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The source model's weights (what the engine computes with, before preparation)."""
         return self.model.state_dict()
-
-    def eval(self) -> "FastCLIP":
-        return self
 
     @property
     def runtime(self) -> str:
