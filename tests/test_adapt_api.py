@@ -54,10 +54,16 @@ def test_fit_save_load_round_trip(method, tmp_path):
         torch.testing.assert_close(b.logits(x), a.logits(x), rtol=0, atol=1e-5)
     logits = P.predict(b, test)
     assert logits.shape == (len(test), len(CLASSNAMES)) and torch.isfinite(logits).all()
-    # the classify/eval surface: encoder output -> logits, flattened to [N, embed_dim]
+    # the classify/eval surface: a real encoder (un-normalised image features) -> the adapter's logits
+    if a.input == "pixels":  # test-time methods have no fixed image encoder
+        with pytest.raises(ValueError, match="test time"):
+            adapt.AdaptedModel.wrap(b)
+        return
     adapted = adapt.AdaptedModel.wrap(b)
-    enc = adapted.encoder.encode_image(test.pixels, normalize=True)
-    assert enc.shape == (len(test), adapted.encoder.config.embed_dim)
+    enc = adapted.encoder.encode_image(test.pixels)
+    assert adapted.encoder.embed_dim == backbone().embed_dim and enc.shape == (len(test), backbone().embed_dim)
+    normed = adapted.encoder.encode_image(test.pixels, normalize=True)
+    torch.testing.assert_close(normed, torch.nn.functional.normalize(enc, dim=-1))
     torch.testing.assert_close(adapted.logits(enc), b.predict(test.pixels), rtol=0, atol=1e-5)
 
 
@@ -98,7 +104,8 @@ def model_dir(tmp_path_factory):
 
 def test_cli_adapt_fits_saves_and_the_adapter_classifies_files(model_dir, tmp_path, capsys):
     from clipforge.cli.main import main
-    from clipforge.inference import embed_images
+    from clipforge.data.embedding import embed_images
+    from clipforge.data.images import FileImages
 
     out = tmp_path / "tip"
     argv = [
@@ -135,7 +142,7 @@ def test_cli_adapt_fits_saves_and_the_adapter_classifies_files(model_dir, tmp_pa
     for i, image in enumerate(data("val", 1).images):
         paths.append(tmp_path / f"{i}.png")
         image.save(paths[-1])
-    emb = embed_images(adapted.encoder, adapted.preprocess, paths, batch_size=4, progress=False)
+    emb = embed_images(adapted.encoder, adapted.preprocess, FileImages(tuple(paths)), batch_size=4, progress=False)
     probs = adapted.probabilities(torch.from_numpy(emb.features))
     assert probs.shape == (4, 8) and torch.allclose(probs.sum(-1), torch.ones(4))
     assert main(["adapt", "--list"]) == 0 and "wise-ft" in capsys.readouterr().out

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from .checkpoints import Checkpoint, build_model, read_checkpoint, save_native
 from .checkpoints.loader import ConfigLike
 from .config import Activation, ModelConfig, get_config, list_configs
+from .fast import FastCLIP, optimize
 from .model import CLIP
+from .runtime import Backend, Precision, model_dtype, resolve_runtime
 from .tokenizer import BPETokenizer, Tokenizer, WordTokenizer, load_tokenizer
 from .transforms import ImageTransform
 
-Precision = Literal["fp32", "bf16", "fp16", "int8", "auto"]
-Backend = Literal["torch", "onnx", "auto", "none"]
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: what `load(precision=..., backend=...)` accepts
-ALL_PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
-ALL_BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "none")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
 
 
@@ -53,7 +49,7 @@ def load(
     config: ConfigLike = None,
     activation: Activation | None = None,
     backend: Backend | None = None,
-) -> tuple[Any, ImageTransform, Tokenizer]:
+) -> tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]:
     """Load a checkpoint of any supported format → (model in eval mode, preprocess, tokenizer).
 
     `path=None` loads the embedded default model. `config` (preset name, ModelConfig, dict or JSON
@@ -68,56 +64,9 @@ def load(
     precision, backend = resolve_runtime(precision, backend, dev)
     ckpt = read_checkpoint(path if path is not None else default_model_path(), config=config, activation=activation)
     model = build_model(ckpt)
-    model = model.to(device=dev, dtype=torch.float32 if backend != "none" else _dtype(precision))
-    if backend != "none":
-        from .fast import optimize
-
-        model = optimize(model, precision, backend)  # type: ignore[arg-type]
-    return model, ImageTransform(ckpt.config.preprocess), tokenizer_for(ckpt)
-
-
-def runtime_of(model: Any) -> str:
-    """How a loaded model computes, for result files: an engine's description or "plain model <dtype>"."""
-    return getattr(model, "runtime", None) or f"plain model {str(model.dtype).replace('torch.', '')}"
-
-
-def resolve_runtime(precision: str, backend: str | None, device: torch.device) -> tuple[str, str]:
-    """(precision, backend) with "auto" resolved and combinations checked; backend "none" = the plain model.
-
-    Automatic choices: on the CPU the prepared engine (backend "torch") in fp32, whose features stay
-    within 1e-4 of the model's and which is faster (docs/performance.md); on CUDA the plain model, in bf16 where the
-    GPU supports it (else fp16). bf16 and int8 on the CPU are opt-in, because they change the numbers.
-    """
-    if precision not in ALL_PRECISIONS:
-        raise ValueError(f"precision {precision!r}: expected one of {', '.join(ALL_PRECISIONS)}")
-    backend = "none" if backend is None else backend
-    if backend not in ALL_BACKENDS:
-        raise ValueError(f"backend {backend!r}: expected one of {', '.join(ALL_BACKENDS)}")
-    cuda = device.type == "cuda"
-    if backend == "auto":
-        backend = "torch" if precision == "int8" or not cuda else "none"
-    if precision == "auto":
-        if cuda:
-            precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "fp32"
-        if backend == "onnx" or (backend == "torch" and precision == "fp16"):
-            precision = "fp32"
-    if backend == "none" and precision == "int8":
-        raise ValueError("precision int8 (dynamic quantisation) needs an engine: use backend 'torch' or 'onnx'")
-    if backend != "none" and precision == "fp16":
-        raise ValueError(f"backend {backend!r} runs fp32, bf16 or int8; fp16 needs backend 'none' (the plain model)")
-    if backend == "onnx" and precision == "bf16":
-        raise ValueError("backend 'onnx' runs fp32 or int8; for bf16 use backend 'torch'")
-    if precision == "int8" and cuda:
-        raise ValueError("precision int8 (dynamic quantisation) runs on the CPU only")
-    return precision, backend
-
-
-def _dtype(precision: str) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: expected one of {sorted(PRECISIONS)}")
-    return PRECISIONS[precision]
+    model = model.to(device=dev, dtype=torch.float32 if backend != "none" else model_dtype(precision))
+    encoder: CLIP | FastCLIP = model if backend == "none" else optimize(model, precision, backend)
+    return encoder, ImageTransform(ckpt.config.preprocess), tokenizer_for(ckpt)
 
 
 def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:
@@ -160,7 +109,6 @@ __all__ = [
     "create_model",
     "list_models",
     "load",
-    "resolve_runtime",
     "get_tokenizer",
     "save",
     "default_device",

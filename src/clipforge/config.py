@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .registry import ARCHITECTURES
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -236,32 +238,28 @@ def _tiny_rn() -> ModelConfig:
     )
 
 
-_PRESETS = {
-    "RN50": lambda: _openai_rn(1024, 224, (3, 4, 6, 3), 64, 512),
-    "RN101": lambda: _openai_rn(512, 224, (3, 4, 23, 3), 64, 512),
-    "RN50x4": lambda: _openai_rn(640, 288, (4, 6, 10, 6), 80, 640),
-    "RN50x16": lambda: _openai_rn(768, 384, (6, 8, 18, 8), 96, 768),
-    "RN50x64": lambda: _openai_rn(1024, 448, (3, 15, 36, 10), 128, 1024),
-    "ViT-B-32": lambda: _openai_vit(512, 224, 768, 12, 32, 512),
-    "ViT-B-16": lambda: _openai_vit(512, 224, 768, 12, 16, 512),
-    "ViT-L-14": lambda: _openai_vit(768, 224, 1024, 24, 14, 768),
-    "ViT-L-14-336": lambda: _openai_vit(768, 336, 1024, 24, 14, 768),
-    "small": _small,
-    "shapes-vit": _shapes_vit,
-    "shapes-rn": _shapes_rn,
-    "tiny": _tiny,
-    "tiny-rn": _tiny_rn,
-}
+ARCHITECTURES.register("RN50", lambda: _openai_rn(1024, 224, (3, 4, 6, 3), 64, 512))
+ARCHITECTURES.register("RN101", lambda: _openai_rn(512, 224, (3, 4, 23, 3), 64, 512))
+ARCHITECTURES.register("RN50x4", lambda: _openai_rn(640, 288, (4, 6, 10, 6), 80, 640))
+ARCHITECTURES.register("RN50x16", lambda: _openai_rn(768, 384, (6, 8, 18, 8), 96, 768))
+ARCHITECTURES.register("RN50x64", lambda: _openai_rn(1024, 448, (3, 15, 36, 10), 128, 1024))
+ARCHITECTURES.register("ViT-B-32", lambda: _openai_vit(512, 224, 768, 12, 32, 512))
+ARCHITECTURES.register("ViT-B-16", lambda: _openai_vit(512, 224, 768, 12, 16, 512))
+ARCHITECTURES.register("ViT-L-14", lambda: _openai_vit(768, 224, 1024, 24, 14, 768))
+ARCHITECTURES.register("ViT-L-14-336", lambda: _openai_vit(768, 336, 1024, 24, 14, 768))
+ARCHITECTURES.register("small", _small)
+ARCHITECTURES.register("shapes-vit", _shapes_vit)
+ARCHITECTURES.register("shapes-rn", _shapes_rn)
+ARCHITECTURES.register("tiny", _tiny)
+ARCHITECTURES.register("tiny-rn", _tiny_rn)
 
 
 def list_configs() -> list[str]:
-    return sorted(_PRESETS)
+    return sorted(ARCHITECTURES.list())
 
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:
     """A named preset (OpenAI architectures use QuickGELU, as their weights were trained with it)."""
-    if name not in _PRESETS:
-        raise KeyError(f"unknown model config {name!r}; known: {', '.join(list_configs())}")
-    cfg = _PRESETS[name]()
+    cfg = ARCHITECTURES.create(name)
     cfg.name = name
     return cfg.replace(**overrides) if overrides else cfg

@@ -32,10 +32,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from .registry import LOSSES as LOSSES_REGISTRY
 
 __all__ = [
     "LOSSES",
@@ -523,18 +526,13 @@ class DistillLoss(nn.Module):
 # Registry
 # --------------------------------------------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "clip": ClipLoss,
-    "siglip": SigLipLoss,
-    "cloob": CloobLoss,
-    "distill": DistillLoss,
-}
-LOSSES: tuple[str, ...] = tuple(_REGISTRY)
+LOSSES_REGISTRY.register("clip", ClipLoss)
+LOSSES_REGISTRY.register("siglip", SigLipLoss)
+LOSSES_REGISTRY.register("cloob", CloobLoss)
+LOSSES_REGISTRY.register("distill", DistillLoss)
+LOSSES: tuple[str, ...] = tuple(LOSSES_REGISTRY.list())
 
 
 def build_loss(name: str, **kwargs: object) -> nn.Module:
     """Instantiate a loss by name (one of :data:`LOSSES`, case-insensitive) with constructor ``kwargs``."""
-    key = name.strip().lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
-    return _REGISTRY[key](**kwargs)
+    return LOSSES_REGISTRY.create(name, **kwargs)

@@ -181,7 +181,7 @@ class ZeroShotClassifier:
     ) -> "ZeroShotClassifier":
         names = parse_labels(classnames)
         weights = classifier_weights(model, tokenizer, names, resolve_templates(templates))
-        bias = float(model.logit_bias.detach()) if getattr(model, "logit_bias", None) is not None else None
+        bias = float(model.logit_bias.detach()) if model.logit_bias is not None else None
         return cls(names, weights, float(model.logit_scale.detach().exp()), bias)
 
     def logits(self, image_features: torch.Tensor) -> torch.Tensor:

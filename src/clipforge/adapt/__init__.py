@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 from .base import Adapter, Backbone, load_adapter
 from .data import FeatureCache, FewShotData, compute_features, compute_views
-from .registry import METHODS, get_method, list_methods
-from .surface import AdaptedModel, AdapterEncoder, load_adapted
+from .registry import get_method, list_methods
+from .surface import AdaptedEncoder, AdaptedModel, load_adapted
 
 
 def create(
@@ -28,10 +28,9 @@ def create(
 
 
 __all__ = [
-    "METHODS",
     "AdaptedModel",
     "Adapter",
-    "AdapterEncoder",
+    "AdaptedEncoder",
     "Backbone",
     "FeatureCache",
     "FewShotData",

@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints.io import read_tensor_file, save_safetensors, write_text_atomic
+from ..api import load
+from ..checkpoints.io import read_tensor_file, save_safetensors
+from ..data.embedding import encode_pixels
+from ..files import write_text_atomic
 from ..transforms import ImageTransform, TrainTransform
 from ..zeroshot import classifier_weights, resolve_templates
 
@@ -50,8 +53,6 @@ class Backbone:
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device | None = "cpu") -> "Backbone":
         """Load any checkpoint `clipforge.load` reads (None or `DEFAULT_SOURCE`: the embedded default model)."""
-        from ..api import load
-
         if path == DEFAULT_SOURCE:
             path = None
         model, preprocess, tokenizer = load(path, device=device)
@@ -74,9 +75,7 @@ class Backbone:
     def fingerprint(self) -> str:
         """Hash of the backbone's config and weights (recorded in saved adapters)."""
         if self._fingerprint is None:
-            from ..evaluate.features import model_fingerprint
-
-            self._fingerprint = model_fingerprint(self.model)
+            self._fingerprint = self.model.fingerprint()
         return self._fingerprint
 
     def text_classifier(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
@@ -86,11 +85,7 @@ class Backbone:
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Un-normalised image features [N, d] of preprocessed pixels, on the CPU."""
-        out = [
-            self.model.encode_image(pixels[i : i + batch_size].to(self.device)).float().cpu()
-            for i in range(0, len(pixels), batch_size)
-        ]
-        return torch.cat(out) if out else torch.zeros(0, self.embed_dim)
+        return encode_pixels(self.model, pixels, batch_size)
 
     def train_transform(self, scale: tuple[float, float] = (0.5, 1.0), hflip: bool = True) -> TrainTransform:
         """RandomResizedCrop + flip at the model's resolution (the few-shot papers' augmentation)."""

@@ -11,34 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..data.cache import FeatureCache, digest, encoder_key, preprocess_fingerprint
+from ..data.images import ImageSource, SubsetImages, as_image_source
 from .base import Backbone
 
-Images = Any  # a sequence of PIL images, or an image source with `load(i)` and `len()`
+Images = ImageSource | Sequence[Image.Image]  # an image source, or PIL images in memory
 
 
 def image_at(images: Images, index: int) -> Image.Image:
-    return images.load(index) if hasattr(images, "load") else images[index]
-
-
-class SubsetImages:
-    """Lazy view of some items of an image sequence/source."""
-
-    def __init__(self, images: Images, indices: Sequence[int]) -> None:
-        self.images, self.indices = images, [int(i) for i in indices]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Image.Image:
-        return image_at(self.images, self.indices[i])
+    return as_image_source(images).load(index)
 
 
 def preprocess_images(backbone: Backbone, images: Images, indices: Sequence[int] | None = None) -> torch.Tensor:
@@ -100,7 +87,7 @@ class FewShotData:
         digest = hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
         return FewShotData(
             self.labels[idx],
-            None if self.images is None else SubsetImages(self.images, idx.tolist()),
+            None if self.images is None else SubsetImages(as_image_source(self.images), tuple(idx.tolist())),
             None if self.features is None else self.features[idx],
             None if self.views is None else self.views[:, idx],
             None if self.pixels is None else self.pixels[idx],
@@ -150,25 +137,6 @@ class FewShotData:
         return self.views[pick, torch.arange(len(self))]
 
 
-class FeatureCache:
-    """`.npy` files keyed by (backbone fingerprint, image-set key, what was computed)."""
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-
-    def get(self, parts: Sequence[Any], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        name = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
-        path = self.directory / f"adapt-{name}.npy"
-        if path.is_file():
-            return torch.from_numpy(np.load(path))
-        value = compute()
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, value.numpy())
-        os.replace(tmp, path)
-        return value
-
-
 def compute_features(
     backbone: Backbone, images: Images, cache: FeatureCache | None = None, key: str | None = None, batch: int = 256
 ) -> torch.Tensor:
@@ -183,7 +151,7 @@ def compute_features(
 
     if cache is None or key is None:
         return run()
-    return cache.get((backbone.fingerprint, key, "features", backbone.preprocess.config), run)
+    return _cached(cache, (backbone_key(backbone), key, "features"), run)
 
 
 def compute_views(
@@ -215,8 +183,17 @@ def compute_views(
 
     if cache is None or key is None:
         return run()
-    parts = (backbone.fingerprint, key, "views", n_views, seed, tuple(scale), backbone.preprocess.config)
-    return cache.get(parts + (() if hflip else ("no-flip",)), run)
+    parts = (backbone_key(backbone), key, "views", n_views, seed, tuple(scale))
+    return _cached(cache, parts + (() if hflip else ("no-flip",)), run)
+
+
+def backbone_key(backbone: Backbone) -> str:
+    """Weights, runtime and preprocessing of a backbone: who computed the cached features."""
+    return digest(encoder_key(backbone.model), preprocess_fingerprint(backbone.preprocess))
+
+
+def _cached(cache: FeatureCache, parts: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    return torch.from_numpy(np.array(cache.get(("adapt", *parts), lambda: compute().numpy())))
 
 
 def hash_seed(*parts: int) -> int:

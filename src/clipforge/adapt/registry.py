@@ -1,13 +1,14 @@
-"""Method names → adapter classes (`clipforge adapt --method NAME`)."""
+"""Method names → adapter classes (`clipforge adapt --method NAME`), in `clipforge.registry.ADAPTERS`.
+
+Entries are lazy ("module:Class", imported on first use) so listing methods stays cheap.
+"""
 
 from __future__ import annotations
 
-import importlib
-
+from ..registry import ADAPTERS
 from .base import Adapter
 
-#: method name → "module:Class" (imported on first use so optional pieces stay cheap)
-METHODS: dict[str, str] = {
+for _name, _target in {
     "zeroshot": "zeroshot:ZeroShot",
     "linear-probe": "linear_probe:LinearProbe",
     "tip-adapter": "tip_adapter:TipAdapter",
@@ -22,15 +23,13 @@ METHODS: dict[str, str] = {
     "lora": "lora:LoRA",
     "wise-ft": "wise_ft:WiSEFT",
     "soup": "soup:ModelSoup",
-}
+}.items():
+    ADAPTERS.register_lazy(_name, f"{__package__}.{_target}")
 
 
 def get_method(name: str) -> type[Adapter]:
-    if name not in METHODS:
-        raise ValueError(f"unknown adaptation method {name!r}; choose from {', '.join(METHODS)}")
-    module, cls = METHODS[name].split(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+    return ADAPTERS.get(name)
 
 
 def list_methods() -> list[str]:
-    return list(METHODS)
+    return ADAPTERS.list()

@@ -1,10 +1,13 @@
-"""What `clipforge classify` and `clipforge eval` need from an adapted model: an image "encoder" and a head.
+"""An adapted model for `clipforge classify`, `clipforge eval` and Python: a real encoder and a classifier head.
 
-`load_adapted(dir)` returns an `AdaptedModel`: `.encoder` has the model surface those commands use
-(`encode_image(pixels, normalize=...)`, `config.embed_dim`, `device`, `dtype`, `state_dict()`), and
-`.classnames` / `.logits(x)` / `.probabilities(x)` match `ZeroShotClassifier`. The encoder returns
-the adapter's *input* (backbone features, the adapter's own features, or flattened pixels for
-test-time methods); it ignores `normalize`, because each adapter expects its own representation.
+`load_adapted(dir)` returns an `AdaptedModel`. Its `encoder` satisfies the encoder protocol
+(`clipforge.runtime.Encoder`) for real: image features are the adapter's own image tower for
+methods that change it (fine-tuning, LoRA, WiSE-FT, soups, MaPLe) and the frozen backbone's
+otherwise; text features, logit scale and bias are the backbone's. The head (`classnames`,
+`logits(features)`, `probabilities(features)`, like `ZeroShotClassifier`) takes the encoder's
+*un-normalised* image features, so features can be cached once and classified many times.
+Test-time methods (TPT) adapt on each image's augmented views; they need the pixels and are used
+through `Adapter.logits` in Python, not through cached features.
 """
 
 from __future__ import annotations
@@ -14,32 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
+from ..model.clip import weights_fingerprint
 from .base import Adapter, Backbone, load_adapter
 
 
-@dataclasses.dataclass
-class EncoderConfig:
-    embed_dim: int
-    method: str
-    backbone: str
-    name: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class AdapterEncoder(nn.Module):
-    """Maps preprocessed pixels to the adapter's input, flattened to [N, embed_dim]."""
+class AdaptedEncoder:
+    """The encoder protocol over a fitted adapter: its image features, the backbone's text features."""
 
     def __init__(self, adapter: Adapter) -> None:
-        super().__init__()
+        if adapter.input == "pixels":
+            raise ValueError(
+                f"{adapter.method} adapts at test time on each image's augmented views, so it has no fixed "
+                "image encoder; call the adapter's logits on pixels in Python instead of classify/eval --adapter"
+            )
         self.adapter = adapter
-        bb = adapter.backbone
-        size = bb.preprocess.config.image_size
-        dim = 3 * size * size if adapter.input == "pixels" else bb.embed_dim
-        self.config = EncoderConfig(dim, adapter.method, bb.fingerprint, f"{adapter.method}-adapted")
+        self.backbone = adapter.backbone.model
+        self.name = f"{adapter.method}-adapted"
+
+    @property
+    def embed_dim(self) -> int:
+        return self.adapter.backbone.embed_dim
 
     @property
     def device(self) -> torch.device:
@@ -51,41 +50,58 @@ class AdapterEncoder(nn.Module):
 
     @property
     def logit_scale(self) -> torch.Tensor:
-        return self.adapter.backbone.model.logit_scale
+        return self.backbone.logit_scale
+
+    @property
+    def logit_bias(self) -> torch.Tensor | None:
+        return self.backbone.logit_bias
+
+    @property
+    def runtime(self) -> str:
+        return f"{self.adapter.method} adapter on {self.backbone.runtime}"
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        return self.adapter.encode(pixels.float()).reshape(len(pixels), -1)
+        feats = self.adapter.encode(pixels.float())
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        return self.backbone.encode_text(tokens, normalize=normalize)
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        return self.backbone.logits(image_features, text_features)
+
+    def fingerprint(self) -> str:
+        """The backbone's weights and the adapter's own tensors."""
+        meta = {"backbone": self.adapter.backbone.fingerprint, "method": self.adapter.method}
+        return weights_fingerprint(meta, self.adapter.state_dict())
 
 
 @dataclasses.dataclass
 class AdaptedModel:
-    """An adapter with its preprocessing and the encoder surface; `logits` takes `encoder.encode_image` output."""
+    """An adapter with its encoder, preprocessing and tokenizer; `logits` takes `encoder.encode_image` output."""
 
     adapter: Adapter
-    encoder: AdapterEncoder
+    encoder: AdaptedEncoder
     preprocess: Any
     tokenizer: Any
 
     @classmethod
     def wrap(cls, adapter: Adapter) -> "AdaptedModel":
         bb = adapter.backbone
-        return cls(adapter, AdapterEncoder(adapter), bb.preprocess, bb.tokenizer)
+        return cls(adapter, AdaptedEncoder(adapter), bb.preprocess, bb.tokenizer)
 
     @property
     def classnames(self) -> list[str]:
         return self.adapter.classnames
 
-    @property
-    def logit_bias(self) -> None:
-        return None
-
     @torch.no_grad()
-    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.adapter.logits(inputs.float())
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.adapter.logits(features.float())
 
-    def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.logits(inputs).softmax(dim=-1)
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        return self.logits(features).softmax(dim=-1)
 
 
 def check_runtime(precision: str, backend: str | None) -> None:

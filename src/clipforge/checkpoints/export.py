@@ -10,7 +10,8 @@ import torch
 
 from ..model import CLIP
 from . import hf, openai
-from .io import save_safetensors, write_text_atomic
+from ..files import write_text_atomic
+from .io import save_safetensors
 from .loader import NATIVE_FORMAT, NATIVE_WEIGHTS
 
 EXPORT_FORMATS = ("native", "hf", "openclip")

@@ -35,14 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..inference import embed_images, resolve_image_inputs
+    from ..data.embedding import embed_images
+    from ..data.inputs import ItemImages, resolve_items
     from ..zeroshot import ZeroShotClassifier
     from .common import load_from_args
 
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
-    paths = resolve_image_inputs(args.images)
-    if not paths:
+    images = ItemImages(tuple(resolve_items(args.images)))
+    if not len(images):
         raise ValueError("no images found in the given inputs")
     if args.adapter is not None:
         if args.labels is not None:
@@ -58,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         encoder, preprocess, tokenizer = load_from_args(args)
         classifier = ZeroShotClassifier.build(encoder, tokenizer, args.labels, args.templates)
-    result = embed_images(encoder, preprocess, paths, batch_size=args.batch_size, progress=not args.json)
+    result = embed_images(
+        encoder, preprocess, images, batch_size=args.batch_size, normalize=True, progress=not args.json, name=images.name
+    )
+    paths = [images.name(int(i)) for i in result.kept]
     probs = classifier.probabilities(torch.from_numpy(result.features))
     k = min(args.top_k, len(classifier.classnames))
     top_p, top_i = probs.topk(k, dim=-1)
-    for path, p_row, i_row in zip(result.paths, top_p.tolist(), top_i.tolist()):
+    for path, p_row, i_row in zip(paths, top_p.tolist(), top_i.tolist()):
         preds = [{"label": classifier.classnames[i], "probability": round(p, 6)} for p, i in zip(p_row, i_row)]
         if args.json:
             print(json.dumps({"image": str(path), "predictions": preds}))
@@ -74,4 +78,4 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"image": source, "skipped": reason}))
     if result.skipped.count:
         print(result.skipped.summary(), file=sys.stderr)
-    return 0 if result.paths else 1
+    return 0 if paths else 1

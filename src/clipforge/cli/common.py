@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..api import ALL_BACKENDS, ALL_PRECISIONS
+from ..runtime import BACKENDS, PRECISIONS
 
 
 def add_model_arguments(
@@ -31,14 +31,14 @@ def add_model_arguments(
     if engine:
         parser.add_argument(
             "--precision",
-            choices=ALL_PRECISIONS,
+            choices=PRECISIONS,
             default="auto",
             help="auto (default): fp32 on the CPU (features within 1e-4 of the reference), bf16 on CUDA; "
             "bf16 and int8 (dynamic quantisation, CPU) trade accuracy for speed",
         )
         parser.add_argument(
             "--backend",
-            choices=ALL_BACKENDS,
+            choices=BACKENDS,
             default="auto",
             help="auto (default): the prepared torch engine on the CPU, the plain model on CUDA; "
             "onnx: ONNX Runtime (fp32/int8); none: the plain model",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
+from ..data.columns import CAPTION_COLUMNS, is_manifest, read_rows, require_column
 from .common import add_model_arguments
 
 HELP = "embed a folder, glob or CSV of images (and/or texts) to .npy"
@@ -17,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--texts", default=None, help="texts to embed: a .txt (one per line) or a CSV/TSV file")
     parser.add_argument(
-        "--image-column", default=None, help="manifest column with image paths (default: filepath/path/image)"
+        "--image-column", default=None, help="manifest column with image paths (default: the image aliases, see docs/data.md)"
     )
-    parser.add_argument("--text-column", default=None, help="CSV column with texts (default: caption/text/title)")
+    parser.add_argument("--text-column", default=None, help="manifest column with texts (default: the caption aliases, see docs/data.md)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image decoding processes (default: automatic)")
     parser.add_argument("--no-normalize", action="store_true", help="store raw rather than L2-normalised features")
@@ -27,11 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..api import runtime_of
-    from ..checkpoints.io import atomic_path
-    from ..inference import embed_images, embed_texts, read_manifest_column, resolve_image_inputs
+    from ..files import save_npy_atomic, write_json_atomic
+    from ..data.embedding import embed_images, embed_texts
+    from ..data.inputs import ItemImages, resolve_items
     from .common import load_from_args
 
     if not args.inputs and not args.texts:
@@ -39,46 +37,46 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, preprocess, tokenizer = load_from_args(args)
-    summary: dict = {"model": str(args.model or "default"), "runtime": runtime_of(model)}
+    summary: dict = {"model": str(args.model or "default"), "runtime": model.runtime}
     summary["normalized"] = not args.no_normalize
 
     if args.inputs:
-        paths = resolve_image_inputs(args.inputs, args.image_column)
+        images = ItemImages(tuple(resolve_items(args.inputs, args.image_column)))
         res = embed_images(
             model,
             preprocess,
-            paths,
+            images,
             batch_size=args.batch_size,
             num_workers=args.workers,
             normalize=not args.no_normalize,
+            name=images.name,
         )
-        with atomic_path(out / "image_embeddings.npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, res.features)
-        _write_table(out / "images", ["id", "path"], [(i, str(p)) for i, p in enumerate(res.paths)])
+        paths = [images.name(int(i)) for i in res.kept]
+        save_npy_atomic(out / "image_embeddings.npy", res.features)
+        _write_table(out / "images", ["id", "path"], list(enumerate(paths)))
         _write_table(out / "skipped", ["path", "reason"], res.skipped.items)
-        summary.update(images=len(res.paths), skipped=res.skipped.count, image_dim=int(res.features.shape[1]))
-        print(f"embedded {len(res.paths)} images -> {out / 'image_embeddings.npy'}")
+        summary.update(images=len(paths), skipped=res.skipped.count, image_dim=int(res.features.shape[1]))
+        print(f"embedded {len(paths)} images -> {out / 'image_embeddings.npy'}")
         if res.skipped.count:
             print(res.skipped.summary())
 
     if args.texts:
-        texts = _read_texts(Path(args.texts), args.text_column, read_manifest_column)
+        texts = _read_texts(Path(args.texts), args.text_column)
         feats = embed_texts(model, tokenizer, texts, normalize=not args.no_normalize)
-        with atomic_path(out / "text_embeddings.npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, feats)
+        save_npy_atomic(out / "text_embeddings.npy", feats)
         _write_table(out / "texts", ["id", "text"], list(enumerate(texts)))
         summary.update(texts=len(texts))
         print(f"embedded {len(texts)} texts -> {out / 'text_embeddings.npy'}")
 
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / "summary.json", summary)
     return 0
 
 
-def _read_texts(path: Path, column: str | None, read_column) -> list[str]:
-    if path.suffix.lower() in (".csv", ".tsv"):
-        texts = read_column(path, column, ("caption", "text", "title"))
+def _read_texts(path: Path, column: str | None) -> list[str]:
+    if is_manifest(path):
+        rows, columns = read_rows(path)
+        name = require_column(columns, column, CAPTION_COLUMNS, path, "text")
+        texts = [str(row.get(name) or "") for row in rows]
     else:
         texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
     empty = [i for i, t in enumerate(texts) if not t.strip()]

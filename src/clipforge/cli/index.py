@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict
 
-from ..api import ALL_BACKENDS, ALL_PRECISIONS
+from ..runtime import BACKENDS, PRECISIONS
 
 HELP = "build, extend or describe a search index over images (folders, globs, CSV, webdataset .tar)"
 
@@ -36,8 +36,8 @@ def _add_embedding_arguments(p: argparse.ArgumentParser, build: bool) -> None:
         p.add_argument("--shard-size", type=int, default=10_000, help="rows per embedding shard (unit of resume)")
         p.add_argument("--model", default=None, help="checkpoint, any format clipforge.load reads (default: embedded)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda:LOCAL_RANK if available)")
-    p.add_argument("--precision", choices=ALL_PRECISIONS, default="auto", help="as for clipforge embed")
-    p.add_argument("--backend", choices=ALL_BACKENDS, default="auto", help="as for clipforge embed")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for clipforge embed")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="as for clipforge embed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """`clipforge <command>`: a thin layer over the Python API.
 
 Each command is a module `clipforge.cli.<name>` with `HELP`, `add_arguments(parser)` and
-`run(args) -> int`; it is imported only when present, so optional parts stay optional.
+`run(args) -> int`, registered in `clipforge.registry.COMMANDS`; a command whose optional
+dependency is missing still appears and says what to install.
 """
 
 from __future__ import annotations
@@ -11,21 +12,11 @@ import importlib
 import sys
 from typing import Sequence
 
-COMMANDS = (
-    "demo",
-    "classify",
-    "embed",
-    "convert",
-    "info",
-    "train",
-    "eval",
-    "adapt",
-    "export",
-    "index",
-    "search",
-    "serve",
-    "data",
-)
+from .. import __version__
+from ..registry import COMMANDS
+
+for _name in ("demo", "classify", "embed", "convert", "info", "train", "eval", "adapt", "export", "index", "search", "serve"):
+    COMMANDS.register_lazy(_name, f"clipforge.cli.{_name}")
 
 
 class _MissingDependency:
@@ -46,13 +37,11 @@ class _MissingDependency:
 
 
 def _command_modules():
-    for name in COMMANDS:
-        module_name = f"clipforge.cli.{name.replace('-', '_')}"
+    """(name, module) of each registered command; a missing optional dependency becomes a stand-in."""
+    for name in COMMANDS.list():
         try:
-            yield name, importlib.import_module(module_name)
+            yield name, importlib.import_module(f"clipforge.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # command not part of this build
             if exc.name and not exc.name.startswith("clipforge"):
                 yield name, _MissingDependency(name, exc.name.split(".")[0])
             else:
@@ -60,8 +49,6 @@ def _command_modules():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = argparse.ArgumentParser(prog="clipforge", description="Toolkit for CLIP-style image-text models.")
     parser.add_argument("--version", action="version", version=f"clipforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -80,10 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        # Bad input: one clear line, no traceback. (CheckpointError and ImageDecodeError are ValueErrors.)
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"clipforge {args.command}: error: {msg}", file=sys.stderr)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        # Bad input: one clear line, no traceback. (CheckpointError and ImageDecodeError are ValueErrors;
+        # programming errors such as KeyError keep their traceback.)
+        print(f"clipforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

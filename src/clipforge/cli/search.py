@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..api import ALL_BACKENDS, ALL_PRECISIONS
+from ..runtime import BACKENDS, PRECISIONS
 
 HELP = "search an index by text and/or image"
 
@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object per result")
     parser.add_argument("--model", default=None, help="override the checkpoint recorded in the index")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
-    parser.add_argument("--precision", choices=ALL_PRECISIONS, default="auto", help="as for clipforge embed")
-    parser.add_argument("--backend", choices=ALL_BACKENDS, default="auto", help="as for clipforge embed")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for clipforge embed")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as for clipforge embed")
 
 
 def run(args: argparse.Namespace) -> int:

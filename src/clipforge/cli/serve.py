@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..api import ALL_BACKENDS, ALL_PRECISIONS
+from ..runtime import BACKENDS, PRECISIONS
 
 HELP = "serve an index over HTTP: /search, /classify, /embed, /image/{id}, a web page at / and docs at /docs"
 
@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model", default=None, help="override the checkpoint recorded in the index")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", choices=ALL_PRECISIONS, default="auto", help="as for clipforge embed")
-    parser.add_argument("--backend", choices=ALL_BACKENDS, default="auto", help="as for clipforge embed")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for clipforge embed")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as for clipforge embed")
     parser.add_argument("--templates", default="openai7", help="default prompt templates for /classify")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
     parser.add_argument("--max-k", type=int, default=100, help="most results per search")

@@ -14,7 +14,7 @@ from . import builtin  # noqa: F401  (registers the shapes and digits datasets)
 from .builtin import DigitsSource, ShapesSource
 from .classification import classification_metrics, predict_chunked
 from .datasets import DatasetSource, EvalDataset, FileImages, ImageSource, stratified_split
-from .features import FeatureExtractor, ImageFeatures, model_fingerprint
+from .features import FeatureExtractor, ImageFeatures
 from .metrics import (
     accuracy,
     chance_levels,
@@ -63,7 +63,6 @@ __all__ = [
     "load_registry_file",
     "load_results",
     "mean_per_class_recall",
-    "model_fingerprint",
     "per_class_report",
     "predict_chunked",
     "rank_summary",

@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image
 
 from ..data import shapes as sw
+from ..data.spec import parse_named
+from ..data.spec import parse_spec as parse_data_spec
 from .datasets import DatasetSource, EvalDataset, digest, stratified_split
 from .sources import register_dataset
 
@@ -27,16 +29,9 @@ DIGIT_TEMPLATES = (
 
 
 def parse_spec(spec: str) -> tuple[list[str], str | None, dict[str, str]]:
-    """`name:a:b@shift?k=v&k2=v2` → (["name", "a", "b"], "shift", {"k": "v", "k2": "v2"})."""
-    body, _, query = spec.partition("?")
-    body, _, shift = body.partition("@")
-    options: dict[str, str] = {}
-    for item in filter(None, query.split("&")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"dataset {spec!r}: option {item!r} must look like key=value")
-        options[key.strip()] = value.strip()
-    return [p for p in body.split(":") if p], (shift or None), options
+    """`name:a:b@shift?k=v::k2=v2` → (["name", "a", "b"], "shift", {"k": "v", "k2": "v2"}) (see `clipforge.data.spec`)."""
+    named = parse_named(parse_data_spec(spec))
+    return [named.name, *named.fields], named.shift, named.options
 
 
 def _int_option(options: dict[str, str], key: str, default: int, spec: str) -> int:
@@ -163,8 +158,12 @@ class ShapesSource(DatasetSource):
 
 def _shapes_factory(spec: str) -> ShapesSource:
     parts, shift, options = parse_spec(spec)
-    if len(parts) > 3:
-        raise ValueError(f"dataset {spec!r}: expected shapes:TASK[:SPLIT][@SHIFT]")
+    counts = [p for p in parts[1:] if p.isdigit()]  # a numeric field is the sample count, as in training
+    parts = [p for p in parts if not p.isdigit()]
+    if len(parts) > 3 or len(counts) > 1:
+        raise ValueError(f"dataset {spec!r}: expected shapes:TASK[:SPLIT][:N][@SHIFT]")
+    if counts:
+        options.setdefault("n", counts[0])
     task = parts[1] if len(parts) > 1 else "captions"
     split = parts[2] if len(parts) > 2 else None
     source = ShapesSource(

@@ -8,82 +8,22 @@ only its file list until it is embedded.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
-from ..images import load_image
+from ..data.cache import digest, files_fingerprint
+from ..data.images import FileImages, ImageSource, SubsetImages
+
+__all__ = [
+    "SPLIT_DIRS", "DatasetSource", "EvalDataset", "FileImages", "ImageSource", "SubsetImages", "digest",
+    "files_fingerprint", "stratified_split",
+]
 
 #: Folder names read as splits when they are the only sub-folders of a dataset root.
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-
-
-class ImageSource(Protocol):
-    """Random access to decoded RGB images; `load` raises ImageDecodeError for unreadable ones."""
-
-    def __len__(self) -> int: ...
-
-    def load(self, index: int) -> Image.Image: ...
-
-
-@dataclass(frozen=True)
-class FileImages:
-    """Images stored as files."""
-
-    paths: tuple[Path, ...]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, index: int) -> Image.Image:
-        return load_image(self.paths[index])
-
-
-@dataclass(frozen=True)
-class SubsetImages:
-    """A selection (in the given order) of another source's images."""
-
-    base: ImageSource
-    indices: tuple[int, ...]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def load(self, index: int) -> Image.Image:
-        return self.base.load(self.indices[index])
-
-
-def digest(*parts: Any) -> str:
-    """A short stable hash of strings, bytes and numpy arrays."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            h.update(str((part.dtype.str, part.shape)).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        elif isinstance(part, bytes):
-            h.update(part)
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-        h.update(b"\x00")
-    return h.hexdigest()[:24]
-
-
-def files_fingerprint(paths: Sequence[Path]) -> str:
-    """Identity of a file list: names, sizes and modification times (content changes show in both)."""
-    h = hashlib.sha256()
-    for p in paths:
-        try:
-            st = p.stat()
-            h.update(f"{p}\x00{st.st_size}\x00{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{p}\x00missing\n".encode())
-    return h.hexdigest()[:24]
 
 
 @dataclass

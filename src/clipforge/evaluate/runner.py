@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..api import load, runtime_of
+from ..api import load
 from . import builtin  # noqa: F401  (registers shapes and digits)
 from .datasets import DatasetSource, EvalDataset
 from .ranking import DEFAULT_GALLERY_CHUNK, DEFAULT_QUERY_CHUNK
@@ -63,12 +63,12 @@ def _load_model(
     if isinstance(model, tuple):
         m = model[0]
         name = getattr(m.config, "name", "") or "model"
-        return model, {"path": None, "name": name, "device": str(m.device), "runtime": runtime_of(m)}
+        return model, {"path": None, "name": name, "device": str(m.device), "runtime": m.runtime}
     loaded = load(model, device, precision, config, activation, backend)  # type: ignore[arg-type]
     net = loaded[0]
     name = net.config.name or (Path(str(model)).name if model is not None else "default")
     path = str(Path(model).resolve()) if model is not None else "embedded default model"
-    return loaded, {"path": path, "name": name, "device": str(net.device), "runtime": runtime_of(net)}
+    return loaded, {"path": path, "name": name, "device": str(net.device), "runtime": net.runtime}
 
 
 ADAPTER_TASKS = ("zeroshot", "robustness")
@@ -86,11 +86,11 @@ def _load_adapted(adapter: str | Path, model: Any, device: str | None, precision
     bb = adapted.adapter.backbone
     info = {
         "path": bb.source,
-        "name": adapted.encoder.config.name,
+        "name": adapted.encoder.name,
         "adapter": str(Path(adapter).resolve()),
         "adapter_method": adapted.adapter.method,
         "device": str(bb.device),
-        "runtime": runtime_of(bb.model),
+        "runtime": bb.model.runtime,
     }
     return (adapted.encoder, adapted.preprocess, adapted.tokenizer), adapted, info
 

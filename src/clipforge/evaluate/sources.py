@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..data.columns import CAPTION_COLUMNS, IMAGE_COLUMNS, LABEL_COLUMNS, MANIFEST_SUFFIXES, pick_column, read_rows
+from ..data.spec import source_name
 from ..images import iter_image_files
+from ..registry import DATASETS
 from ..zeroshot import resolve_templates
 from .datasets import SPLIT_DIRS, DatasetSource, EvalDataset, FileImages, digest, files_fingerprint
-
-IMAGE_COLUMNS = ("filepath", "image", "image_path", "path", "file", "filename")
-LABEL_COLUMNS = ("label", "class", "classname", "target", "category")
-CAPTION_COLUMNS = ("caption", "captions", "text", "title", "sentence")
-MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl")
-
 
 def folder_classname(folder: str) -> str:
     return folder.replace("_", " ").strip()
@@ -115,39 +111,6 @@ class FolderSource(DatasetSource):
         return root
 
 
-def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows and column names of a CSV/TSV/JSONL manifest; a bad JSON line names its line number."""
-    if path.suffix.lower() == ".jsonl":
-        rows = []
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
-                rows.append(row)
-        columns = sorted({k for r in rows for k in r})
-        return rows, columns
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        return list(reader), list(reader.fieldnames or [])
-
-
-def _pick_column(
-    columns: Sequence[str], wanted: str | None, candidates: Sequence[str], path: Path, what: str
-) -> str | None:
-    if wanted is not None:
-        if wanted not in columns:
-            raise ValueError(f"{path}: no {what} column {wanted!r}; the columns are {list(columns)}")
-        return wanted
-    return next((c for c in candidates if c in columns), None)
-
-
 @dataclass
 class _Manifest:
     paths: list[Path]
@@ -177,16 +140,16 @@ class ManifestSource(DatasetSource):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"manifest {str(self.path)!r} does not exist")
-        rows, columns = _read_rows(self.path)
+        rows, columns = read_rows(self.path)
         if not rows:
             raise ValueError(f"{self.path}: the manifest has no rows")
-        image_col = _pick_column(columns, image_column, IMAGE_COLUMNS, self.path, "image")
+        image_col = pick_column(columns, image_column, IMAGE_COLUMNS, self.path, "image")
         if image_col is None:
             raise ValueError(
                 f"{self.path}: no image column (tried {', '.join(IMAGE_COLUMNS)}); the columns are {columns}"
             )
-        label_col = _pick_column(columns, label_column, LABEL_COLUMNS, self.path, "label")
-        caption_col = _pick_column(columns, caption_column, CAPTION_COLUMNS, self.path, "caption")
+        label_col = pick_column(columns, label_column, LABEL_COLUMNS, self.path, "label")
+        caption_col = pick_column(columns, caption_column, CAPTION_COLUMNS, self.path, "caption")
         if label_col is None and caption_col is None:
             raise ValueError(
                 f"{self.path}: needs a label column ({', '.join(LABEL_COLUMNS)}) or a caption column "
@@ -282,16 +245,15 @@ class ManifestSource(DatasetSource):
 # -- registry -------------------------------------------------------------------------------------
 
 SourceFactory = Callable[[str], DatasetSource]
-_REGISTRY: dict[str, SourceFactory] = {}
 
 
 def register_dataset(prefix: str, factory: SourceFactory) -> None:
     """Make `--dataset PREFIX` and `--dataset PREFIX:...` resolve through `factory(spec)`."""
-    _REGISTRY[prefix] = factory
+    DATASETS.register(prefix, factory)
 
 
 def registered_datasets() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(DATASETS.list())
 
 
 def load_registry_file(path: str | Path) -> DatasetSource:
@@ -351,9 +313,9 @@ def resolve_dataset(spec: str | Path | DatasetSource) -> DatasetSource:
     if isinstance(spec, DatasetSource):
         return spec
     text = str(spec)
-    prefix = text.split(":", 1)[0].split("?", 1)[0]
-    if prefix in _REGISTRY and not Path(text).exists():
-        return _REGISTRY[prefix](text)
+    prefix = source_name(text)
+    if prefix in DATASETS and not Path(text).exists():
+        return DATASETS.create(prefix, text)
     path = Path(text).expanduser()
     if path.is_dir():
         return FolderSource(path)
@@ -363,7 +325,7 @@ def resolve_dataset(spec: str | Path | DatasetSource) -> DatasetSource:
             return load_registry_file(path)
         if suffix in MANIFEST_SUFFIXES:
             return ManifestSource(path)
-        raise ValueError(f"{path}: unsupported dataset file; expected .json (registry), .csv, .tsv or .jsonl")
+        raise ValueError(f"{path}: unsupported dataset file; expected .json (registry), .csv, .tsv, .jsonl or .parquet")
     raise FileNotFoundError(
         f"dataset {text!r}: not a registered dataset ({', '.join(registered_datasets())}) nor an existing path"
     )

@@ -127,7 +127,7 @@ class Evaluator:
         prompts = [t.format(c) for c in classnames for t in tmpl]
         feats = F.normalize(torch.from_numpy(np.array(self.features.texts(prompts, "embedding prompts"))), dim=-1)
         weights = F.normalize(feats.view(len(classnames), len(tmpl), -1).mean(dim=1), dim=-1)
-        bias = getattr(self.model, "logit_bias", None)
+        bias = self.model.logit_bias
         return ZeroShotClassifier(
             list(classnames),
             weights,
@@ -183,7 +183,7 @@ class Evaluator:
         image_feats, dataset, notes = self.embed(dataset)
         captions, owner = dataset.captions or [], dataset.caption_image
         text_feats = self.features.texts(captions, "embedding captions")
-        device = getattr(self.model, "device", "cpu")  # rank on the model's GPU when there is one
+        device = self.model.device  # rank on the model's GPU when there is one
         i2t, t2i = retrieval_ranks(
             image_feats, text_feats, owner, True, self.query_chunk, self.gallery_chunk, device, self.progress
         )

@@ -13,6 +13,7 @@ import copy
 import torch
 
 from ..model import CLIP
+from .encoder import FastCLIP
 from .graph import ImageGraph, TextGraph, cut_to_longest
 
 COMPILE_OPTIONS = {"freezing": True}
@@ -20,7 +21,6 @@ COMPILE_OPTIONS = {"freezing": True}
 
 def compiled_engine(model: CLIP, precision: str):
     """A `FastCLIP` running the compiled graphs in fp32 or bf16 (int8 is not compiled)."""
-    from .engine import FastCLIP
 
     if precision == "int8":
         raise ValueError("compile=True supports fp32 and bf16; int8 runs eagerly (compile=False)")

@@ -2,135 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
 
 import torch
-import torch.nn.functional as F
 
 from ..model import CLIP
 from ..model.vision import VisionTransformer
+from ..runtime.policy import ENGINE_BACKENDS, ENGINE_PRECISIONS, engine_precision
 from .blocks import LinearSpec
+from .compiled import compiled_engine
+from .encoder import IMAGE_ROWS, TEXT_ROWS, UNCHUNKED, FastCLIP, image_chunk
 from .linear import Kind, onednn_available
+from .onnx import onnx_engine
 from .text import FastText
 from .vision import FastResNet, FastViT
 
-Precision = Literal["fp32", "bf16", "int8"]
-Backend = Literal["torch", "onnx"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
-BACKENDS: tuple[str, ...] = ("torch", "onnx")
-
-# Expected rows (batch × tokens) per linear call, the shape oneDNN packs the weights for.
-IMAGE_ROWS = 32 * 50
-TEXT_ROWS = 256 * 16
-# Largest batch per call: bigger batches are run in chunks, because throughput falls once a call's
-# activations outgrow the caches (ViT-B/32, whole batches vs chunks of 32 images / 128 captions: 128
-# images fp32 -7%, int8 -22%; 256 captions fp32 -10%; bench/bench_chunks.py).
-TEXT_CHUNK = 128
-RESNET_IMAGE_CHUNK = 32
-UNCHUNKED = 1 << 62
-
-
-def image_chunk(model: CLIP) -> int:
-    """Images per call: as many as fill IMAGE_ROWS token rows (32 for ViT-B/32, 8 for ViT-B/16)."""
-    if not isinstance(model.visual, VisionTransformer):
-        return RESNET_IMAGE_CHUNK
-    return max(1, IMAGE_ROWS // (model.config.vision.grid_size**2 + 1))
-
-
-def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, size: int) -> torch.Tensor:
-    if len(x) <= size:
-        return fn(x)
-    return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
-
-
-class FastCLIP:
-    """Inference engine over a CLIP model's weights: `encode_image`, `encode_text`, `logits`.
-
-    Inputs are the model's (fp32 pixels, int64 tokens); features come back as float32 whatever the
-    compute precision. Holds its own prepared copies of the weights; the model is kept for
-    `logit_scale`/`logit_bias` and as `engine.model`.
-    """
-
-    def __init__(
-        self,
-        model: CLIP,
-        image_fn: Callable[[torch.Tensor], torch.Tensor],
-        text_fn: Callable[[torch.Tensor], torch.Tensor],
-        precision: str,
-        backend: str,
-        description: str,
-    ) -> None:
-        self.model = model
-        self.config = model.config
-        self.precision = precision
-        self.backend = backend
-        self.description = description
-        self._image = image_fn
-        self._text = text_fn
-        #: largest batches per call of the prepared towers (larger inputs are split; see TEXT_CHUNK);
-        #: CPU caches only: GPUs keep whole batches
-        cpu = model.device.type == "cpu"
-        self.image_chunk = image_chunk(model) if cpu else UNCHUNKED
-        self.text_chunk = TEXT_CHUNK if cpu else UNCHUNKED
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype inputs are expected in (pixels are float32 whatever the compute precision)."""
-        return torch.float32
-
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        return self.model.logit_scale
-
-    @property
-    def logit_bias(self) -> torch.Tensor | None:
-        return self.model.logit_bias
-
-    @torch.inference_mode()
-    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Image embeddings [B, embed_dim] (float32) from preprocessed pixels [B, 3, H, W]."""
-        feats = _in_chunks(self._image, pixels, self.image_chunk)
-        return F.normalize(feats, dim=-1) if normalize else feats
-
-    @torch.inference_mode()
-    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Text embeddings [B, embed_dim] (float32) from token ids [B, L]."""
-        feats = _in_chunks(self._text, tokens, self.text_chunk)
-        return F.normalize(feats, dim=-1) if normalize else feats
-
-    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(image_features, text_features)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The source model's weights (what the engine computes with, before preparation)."""
-        return self.model.state_dict()
-
-    @property
-    def runtime(self) -> str:
-        """Backend, kernels and precision, e.g. "torch onednn fp32" (part of feature-cache keys)."""
-        return self.description
-
-    def __repr__(self) -> str:
-        return f"FastCLIP({self.description})"
-
+#: what an engine runs (`clipforge.runtime.policy` decides which one "auto" means)
+PRECISIONS: tuple[str, ...] = ENGINE_PRECISIONS
+BACKENDS: tuple[str, ...] = ENGINE_BACKENDS
 
 def default_options(device: str | torch.device | None = None) -> tuple[str, str]:
-    """(precision, backend) for a device: fp32 on the CPU (features within 1e-4 of the model, about
-    2× faster than it), bf16 on CUDA devices that support it. bf16 on the CPU is opt-in."""
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    if dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16", "torch"
-    return "fp32", "torch"
+    """(precision, backend) of an engine built with no precision given: the runtime policy's choice."""
+    return engine_precision(device if device is not None else "cpu"), "torch"
 
 
 def optimize(
     model: CLIP,
-    precision: Precision | None = None,
-    backend: Backend = "torch",
+    precision: str | None = None,
+    backend: str = "torch",
     compile: bool = False,
     onnx_dir: str | None = None,
     residual_fp32: bool = True,
@@ -146,19 +44,15 @@ def optimize(
     bf16 autocast does (default); False runs everything in bf16: 5–15% faster, about twice the error.
     """
     if precision is None:
-        precision = default_options(model.device)[0]  # type: ignore[assignment]
+        precision = engine_precision(model.device)
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: expected one of {BACKENDS}")
     model = model.eval()
     if backend == "onnx":
-        from .onnx import onnx_engine
-
         return onnx_engine(model, precision, onnx_dir)
     if compile:
-        from .compiled import compiled_engine
-
         return compiled_engine(model, precision)
     residual = torch.float32 if residual_fp32 or precision != "bf16" else None
     return torch_engine(model, precision, residual_dtype=residual)
@@ -192,3 +86,4 @@ def torch_engine(
         text = FastText(model.text, LinearSpec(kind, dtype, TEXT_ROWS), residual)
     stream = " fp32-residual" if residual != dtype else ""
     return FastCLIP(model, image, text, precision, "torch", f"torch {kind} {precision}{stream}")
+__all__ = ["BACKENDS", "IMAGE_ROWS", "PRECISIONS", "TEXT_ROWS", "UNCHUNKED", "FastCLIP", "default_options", "image_chunk", "linear_kind", "optimize", "torch_engine"]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..model import CLIP
+from .encoder import FastCLIP
 from .graph import ImageGraph, TextGraph, cut_to_longest
 
 IMAGE_FILE, TEXT_FILE, CONFIG_FILE = "image.onnx", "text.onnx", "onnx_config.json"
@@ -169,7 +170,6 @@ def engine_from_export(model: CLIP, directory: str | Path, precision: str = "fp3
 
     `model` supplies the config and logit scale; int8 quantises the graphs on first use.
     """
-    from .engine import FastCLIP
 
     _check_precision(precision)
     root = Path(directory)

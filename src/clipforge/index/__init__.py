@@ -5,7 +5,7 @@
     add_to_index("photos.idx", ["more-photos/"])
     hits = SearchIndex.open("photos.idx").search_text("a red car", k=10)
 
-Modules: `sources` (inputs → items), `store` (directory layout), `embedder` (one shard),
+Inputs are read by `clipforge.data.inputs` (specs → items). Modules: `store` (directory layout), `embedder` (one shard),
 `build` (plan/embed/merge, torchrun-aware), `ann` (faiss index choice), `search` (queries).
 Names are imported lazily so `clipforge.index.ann` does not pull in torch.
 """
@@ -24,8 +24,6 @@ _EXPORTS = {
     "Hit": "search",
     "IndexSpec": "ann",
     "choose_index": "ann",
-    "Item": "sources",
-    "resolve_items": "sources",
 }
 
 __all__ = sorted(_EXPORTS)

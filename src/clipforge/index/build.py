@@ -21,7 +21,7 @@ import numpy as np
 from . import ann
 from .distributed import DistContext, context_from_env
 from .embedder import embed_items
-from .sources import Item, resolve_items
+from ..data.inputs import Item, resolve_items
 from .store import FORMAT_VERSION, IndexStore, Run, items_table, read_table, table_items, write_table
 
 
@@ -355,7 +355,7 @@ def _write_faiss(
 
 
 def _save_faiss(index, path: Path) -> None:
-    from ..checkpoints.io import atomic_path
+    from ..files import atomic_path
 
     with atomic_path(path) as tmp:
         ann.write_index(index, str(tmp))

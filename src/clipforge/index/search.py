@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import ann
-from .sources import read_item_bytes
+from ..data.inputs import read_item_bytes
 from .store import IndexStore, read_table
 
 TARGETS = ("image", "caption")

@@ -23,8 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..checkpoints.io import atomic_path
-from .sources import Item
+from ..files import atomic_path, save_npy_atomic, write_json_atomic
+from ..data.inputs import Item
+from ..images import SkipLog
 
 FORMAT_VERSION = 1
 META_COLUMNS = ("id", "path", "key", "caption", "member", "offset", "size")
@@ -37,17 +38,6 @@ def _pa():
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("clipforge.index needs pyarrow: pip install pyarrow") from exc
     return pa, pq
-
-
-def write_json(path: Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def write_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
 
 
 def items_table(ids: Sequence[int], items: Sequence[Item], shards: Sequence[int] | None = None):
@@ -149,7 +139,7 @@ class IndexStore:
 
     def write(self, manifest: dict[str, Any]) -> None:
         manifest["updated"] = time.time()
-        write_json(self.manifest_path, manifest)
+        write_json_atomic(self.manifest_path, manifest)
 
     @staticmethod
     def runs(manifest: dict[str, Any]) -> list[Run]:
@@ -183,17 +173,19 @@ class IndexStore:
         ids: Sequence[int],
         items: Sequence[Item],
         caption_features: np.ndarray | None,
-        skipped: list[tuple[str, str]],
+        skipped: SkipLog,
     ) -> None:
         """Write a shard's files, then its done-marker (each atomically, marker last)."""
         self.shard_path(shard, "").parent.mkdir(parents=True, exist_ok=True)
-        write_npy(self.shard_path(shard, ".npy"), features)
+        save_npy_atomic(self.shard_path(shard, ".npy"), np.ascontiguousarray(features, dtype=np.float32))
         write_table(self.shard_path(shard, ".parquet"), items_table(ids, items))
         if caption_features is not None:
-            write_npy(self.shard_path(shard, ".captions.npy"), caption_features)
-        write_json(
+            save_npy_atomic(
+                self.shard_path(shard, ".captions.npy"), np.ascontiguousarray(caption_features, dtype=np.float32)
+            )
+        write_json_atomic(
             self.shard_path(shard, ".done.json"),
-            {"shard": shard, "rows": int(len(features)), "skipped": len(skipped), "skipped_items": skipped[:100]},
+            {"shard": shard, "rows": int(len(features)), "skipped": skipped.count, "skipped_items": skipped.items[:100]},
         )
 
     def load_shard(self, shard: int, suffix: str = ".npy", mmap: bool = True) -> np.ndarray:

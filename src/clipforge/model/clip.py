@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +73,16 @@ class CLIPOutput:
     logit_bias: torch.Tensor | None
 
 
+def weights_fingerprint(config: dict, state: dict[str, torch.Tensor]) -> str:
+    """Hash of a config dict and tensors (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, t in sorted(state.items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:24]
+
+
 class CLIP(nn.Module):
     """CLIP model. Native parameter names: `visual.*` (OpenAI layout), `text.*`, `logit_scale`, `logit_bias`."""
 
@@ -80,10 +92,9 @@ class CLIP(nn.Module):
         self.visual = build_vision_tower(config.vision, config.embed_dim)
         self.text = TextTransformer(config.text, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+        self.logit_bias: nn.Parameter | None = None
         if config.init_logit_bias is not None:
             self.logit_bias = nn.Parameter(torch.tensor(float(config.init_logit_bias)))
-        else:
-            self.logit_bias = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -92,6 +103,19 @@ class CLIP(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.logit_scale.device
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def runtime(self) -> str:
+        """How this model computes (part of feature-cache keys): "plain model <dtype>"."""
+        return f"plain model {str(self.dtype).replace('torch.', '')}"
+
+    def fingerprint(self) -> str:
+        """Hash of the config and every parameter/buffer: identifies the weights in caches and saved adapters."""
+        return weights_fingerprint(self.config.to_dict(), self.state_dict())
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Image embeddings [B, embed_dim] from preprocessed pixels [B, 3, H, W]."""

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints.io import atomic_path, write_text_atomic
+from ..files import atomic_path, write_text_atomic
 
 LATEST = "latest.json"
 

@@ -8,23 +8,20 @@ Corrupt images and empty captions are skipped and counted, never fatal.
 
 from __future__ import annotations
 
-import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import braceexpand
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..images import IMAGE_EXTENSIONS, ImageDecodeError, load_image
-from ..inference import read_manifest_column
-
-IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp")
-TEXT_KEYS = ("txt", "text", "caption")
+from ..data.columns import is_manifest, read_pairs
+from ..data.shapes import SPLITS, ShapesWorld
+from ..data.shards import expand_shards, index_shard, is_shard_pattern, read_range
+from ..data.spec import Spec, parse_named, parse_spec, source_name
+from ..images import ImageDecodeError, iter_image_files, load_image
 
 
 class PairSource:
@@ -40,36 +37,14 @@ class PairSource:
 
 
 class ManifestSource(PairSource):
-    """CSV/TSV (`filepath`, `caption` columns by default) or JSONL manifests; relative paths are
-    taken from the manifest's folder."""
+    """A CSV/TSV/JSONL/parquet manifest of (image, caption) rows (column aliases: `clipforge.data.columns`)."""
 
     def __init__(self, path: str | Path, image_column: str | None = None, caption_column: str | None = None) -> None:
         self.path = Path(path)
         self.name = str(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"manifest {self.path} does not exist")
-        img_candidates, cap_candidates = ("filepath", "path", "image", "file"), ("caption", "text", "title")
-        if self.path.suffix.lower() == ".jsonl":
-            images, captions = [], []
-            for lineno, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{self.path}:{lineno}: not valid JSON ({exc.msg})") from exc
-                ik = image_column or next((c for c in img_candidates if c in row), None)
-                ck = caption_column or next((c for c in cap_candidates if c in row), None)
-                if ik is None or ck is None or ik not in row or ck not in row:
-                    raise ValueError(f"{self.path}:{lineno}: expected image and caption fields, got {sorted(row)}")
-                images.append(str(row[ik]))
-                captions.append(str(row[ck] or ""))
-        else:
-            images = read_manifest_column(self.path, image_column, img_candidates)
-            captions = read_manifest_column(self.path, caption_column, cap_candidates)
-        base = self.path.parent
-        self.images = [str(p if Path(p).is_absolute() else base / p) for p in images]
-        self.captions = captions
+        images, captions = read_pairs(self.path, image_column, caption_column)
+        self.images = [str(p) for p in images]
+        self.captions = [c or "" for c in captions]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -86,7 +61,7 @@ class FolderSource(PairSource):
         self.name = str(path)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist")
-        self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        self.images = iter_image_files(root)
         if not self.images:
             raise ValueError(f"{root}: no images found")
 
@@ -101,61 +76,27 @@ class FolderSource(PairSource):
 
 
 class TarShardSource(PairSource):
-    """Webdataset tar shards read by random access: each sample's members are indexed by offset."""
+    """Webdataset tar shards read by random access (`clipforge.data.shards` indexes members by offset)."""
 
-    def __init__(self, pattern: str) -> None:
-        self.name = pattern
-        self.shards = [Path(p) for spec in pattern.split("::") for p in braceexpand.braceexpand(spec)]
-        missing = [str(s) for s in self.shards if not s.is_file()]
-        if missing:
-            raise FileNotFoundError(f"webdataset shards not found: {missing[:5]}")
-        self.index: list[tuple[int, dict[str, tuple[int, int]]]] = []  # (shard id, {ext: (offset, size)})
-        for sid, shard in enumerate(self.shards):
-            self.index.extend((sid, members) for members in _index_tar(shard).values())
+    def __init__(self, patterns: str | Sequence[str]) -> None:
+        patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+        self.name = "::".join(patterns)
+        self.samples = [s for pattern in patterns for shard in expand_shards(pattern) for s in index_shard(shard)]
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.samples)
 
     def item(self, i: int) -> tuple[Any, str]:
-        sid, members = self.index[i]
-        with open(self.shards[sid], "rb") as fh:
-
-            def read(ext: str) -> bytes:
-                off, size = members[ext]
-                fh.seek(off)
-                return fh.read(size)
-
-            img_ext = next((e for e in IMAGE_KEYS if e in members), None)
-            txt_ext = next((e for e in TEXT_KEYS if e in members), None)
-            image = read(img_ext) if img_ext else b""
-            caption = read(txt_ext).decode("utf-8", errors="replace").strip() if txt_ext else ""
-            if not txt_ext and "json" in members:
-                caption = str(json.loads(read("json")).get("caption", ""))
-        return image, caption
-
-
-def _index_tar(path: Path) -> dict[str, dict[str, tuple[int, int]]]:
-    """Group a webdataset shard's members by key (path up to the first dot of the file name)."""
-    groups: dict[str, dict[str, tuple[int, int]]] = {}
-    try:
-        with tarfile.open(path, "r:") as tf:
-            for member in tf:
-                if not member.isfile():
-                    continue
-                folder, _, fname = member.name.rpartition("/")
-                key, _, ext = fname.partition(".")
-                groups.setdefault(f"{folder}/{key}", {})[ext.lower()] = (member.offset_data, member.size)
-    except tarfile.TarError as exc:
-        raise ValueError(f"{path}: not a readable tar shard ({exc})") from exc
-    return groups
+        sample = self.samples[i]
+        member = sample.image
+        image = b"" if member is None else read_range(sample.shard, member.offset, member.size)
+        return image, sample.caption() or ""
 
 
 class ShapesSource(PairSource):
     """The synthetic shapes world, generated on the fly."""
 
     def __init__(self, size: int, seed: int = 0, image_size: int = 64, split: str = "train") -> None:
-        from ..data.shapes import ShapesWorld
-
         self.world = ShapesWorld(seed=seed, image_size=image_size, split=split, size=size)
         self.name = f"shapes:{split}"
 
@@ -168,25 +109,52 @@ class ShapesSource(PairSource):
 
 
 def open_source(spec: str | dict[str, Any]) -> PairSource:
-    """Build a source from a spec: `shapes[:N]`, a manifest (.csv/.tsv/.jsonl), a folder, or tar shards.
+    """A source from a data spec (`clipforge.data.spec`): `shapes[:SPLIT][:N]`, a manifest, a folder or shards.
 
-    A dict spec may carry options: {"path": ..., "image_column": ..., "caption_column": ...,
-    "size": N, "seed": S, "image_size": px}.
+    A dict spec carries options as keys: {"path": ..., "image_column": ..., "caption_column": ...,
+    "size": N, "seed": S, "image_size": px, "weight": w}.
     """
-    opts = dict(spec) if isinstance(spec, dict) else {"path": spec}
-    path = str(opts.pop("path"))
-    opts.pop("weight", None)
-    if path.startswith("shapes"):
-        _, _, n = path.partition(":")
-        return ShapesSource(size=int(n or opts.pop("size", 100_000)), **opts)
-    if ".tar" in path:
-        return TarShardSource(path)
-    p = Path(path)
-    if p.suffix.lower() in (".csv", ".tsv", ".jsonl"):
-        return ManifestSource(p, opts.get("image_column"), opts.get("caption_column"))
-    if p.is_dir():
-        return FolderSource(p)
-    raise FileNotFoundError(f"training data {path!r}: not a shapes spec, manifest, folder or tar shard pattern")
+    opts = dict(spec) if isinstance(spec, dict) else {}
+    parsed = parse_spec(str(opts.pop("path")) if isinstance(spec, dict) else spec)
+    for key, value in opts.items():
+        if key != "weight" and value is not None:
+            parsed.options.setdefault(key, str(value))
+    parsed.options.pop("weight", None)
+    if source_name(parsed.source) == "shapes" and not Path(parsed.source).exists():
+        return _shapes(parsed)
+    if any(is_shard_pattern(p) for p in parsed.paths):
+        parsed.no_more_options("weight")
+        return TarShardSource(parsed.paths)
+    path = Path(parsed.source)
+    if is_manifest(path):
+        source = ManifestSource(path, parsed.options.pop("image_column", None), parsed.options.pop("caption_column", None))
+        parsed.no_more_options("image_column, caption_column, weight")
+        return source
+    if path.is_dir():
+        parsed.no_more_options("weight")
+        return FolderSource(path)
+    raise FileNotFoundError(f"training data {parsed.text!r}: not a shapes spec, manifest, folder or tar shard pattern")
+
+
+def _shapes(spec: Spec) -> ShapesSource:
+    """`shapes[:SPLIT][:N]` (a task field, as in eval specs, is accepted and ignored: training uses captions)."""
+    named = parse_named(spec)
+    split, size = "train", None
+    for part in named.fields:
+        if part.isdigit():
+            size = int(part)
+        elif part in SPLITS:
+            split = part
+    spec.options = named.options
+    size = spec.pop_int("n", spec.pop_int("size", size))
+    source = ShapesSource(
+        size=size or 100_000,
+        seed=spec.pop_int("seed", 0) or 0,
+        image_size=spec.pop_int("image_size", 64) or 64,
+        split=split,
+    )
+    spec.no_more_options("n (or size), seed, image_size")
+    return source
 
 
 @dataclass
