@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clipforge.evaluate.probe import COARSE_GRID, _Fitter, linear_probe, mean_std, sample_shots, search_C
+from clipforge.probe import COARSE_GRID, _Fitter, linear_probe, mean_std, sample_shots, search_C
 
 pytest.importorskip("sklearn")
 

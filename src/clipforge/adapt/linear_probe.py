@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from ..probe import search_C
 from .base import Adapter
 
 DEFAULT_C = 0.316
@@ -35,7 +36,6 @@ class LinearProbe(Adapter):
     def _fit(self, train, val) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        from ..evaluate.probe import search_C
 
         train.ensure(self.backbone, features=True)
         x, y = train.features.numpy().astype(np.float32), train.labels.numpy()

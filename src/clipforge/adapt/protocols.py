@@ -17,6 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..data.splits import stratified_split
+from ..probe import sample_shots
 from .base import Adapter, Backbone
 from .data import FeatureCache, FewShotData
 
@@ -39,7 +41,6 @@ def base_novel_classes(num_classes: int) -> tuple[list[int], list[int]]:
 
 def shots(data: FewShotData, k: int, seed: int) -> FewShotData:
     """k images per class (all of a class when it has fewer), drawn with `seed`."""
-    from ..evaluate.probe import sample_shots
 
     return data.subset(sample_shots(data.labels.numpy(), k, seed))
 
@@ -74,7 +75,6 @@ class Splits:
 
 def dataset_splits(source: Any, max_samples: int | None = None, seed: int = 0) -> Splits:
     """Train/val/test `FewShotData` of an evaluation `DatasetSource` (val carved from train if missing)."""
-    from ..evaluate.datasets import stratified_split
 
     def wrap(ds) -> FewShotData:
         if not ds.has_labels:

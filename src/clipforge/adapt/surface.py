@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
-from ..model.clip import weights_fingerprint
+from ..model.clip import CLIP, weights_fingerprint
 from .base import Adapter, Backbone, load_adapter
 
 
@@ -33,7 +33,7 @@ class AdaptedEncoder:
                 "image encoder; call the adapter's logits on pixels in Python instead of classify/eval --adapter"
             )
         self.adapter = adapter
-        self.backbone = adapter.backbone.model
+        self.backbone = cast(CLIP, adapter.backbone.model)
         self.name = f"{adapter.method}-adapted"
 
     @property

@@ -13,7 +13,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 from PIL import Image
 
-from ..images import load_image, to_rgb
+from ..images import DEFAULT_MAX_PIXELS, load_image, to_rgb
 from .shards import read_range
 
 
@@ -51,10 +51,10 @@ class ImageRef:
         return read_range(self.path, self.offset, self.size)
 
     def load(self, max_pixels: int | None = None) -> Image.Image:
-        kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         if self.member is None:
-            return load_image(self.path, **kwargs)
-        return load_image(self.read_bytes(), **kwargs)
+            return load_image(self.path, max_pixels=limit)
+        return load_image(self.read_bytes(), max_pixels=limit)
 
 
 @dataclass(frozen=True)

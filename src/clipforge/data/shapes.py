@@ -715,7 +715,8 @@ class ShapesWorld:
             style = "filled" if rng.random() < FILLED_PROBABILITY else "outline"
             rotation = 0.0 if shape == "circle" else float(rng.uniform(-12, 12))
             jitter = rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3)
-            rgb = tuple(int(v) for v in np.clip(np.array(COLOURS[colour]) + jitter, 0, 255))
+            r_, g_, b_ = (int(v) for v in np.clip(np.array(COLOURS[colour]) + jitter, 0, 255))
+            rgb = (r_, g_, b_)
             objects.append(ObjectSpec(shape, colour, size, position, style, x, y, r, rotation, rgb))
         if self.shift == "sketch":
             objects = [replace(o, style="outline") for o in objects]

@@ -25,7 +25,7 @@ from .metrics import (
     per_class_report,
     topk_correct,
 )
-from .probe import COARSE_GRID, fit_probe, linear_probe, sample_shots, search_C
+from ..probe import COARSE_GRID, fit_probe, linear_probe, sample_shots, search_C
 from .ranking import chunked_topk, rank_summary, retrieval_ranks
 from .results import load_results, save_result, summary_rows, to_json, write_report
 from .runner import RunOutput, default_cache_dir, evaluate, format_summary

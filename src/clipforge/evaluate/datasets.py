@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.cache import digest, files_fingerprint
 from ..data.images import FileImages, ImageSource, SubsetImages
+from ..data.splits import stratified_split
 
 __all__ = [
     "SPLIT_DIRS", "DatasetSource", "EvalDataset", "FileImages", "ImageSource", "SubsetImages", "digest",
@@ -165,17 +166,3 @@ class DatasetSource(ABC):
             have = ", ".join(self.shifts) or "none"
             raise ValueError(f"dataset {self.name!r} has no shift {shift!r}; shifts: {have}")
         return self._load(split, shift, max_samples).sample(max_samples, seed)
-
-
-def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int = 0) -> list[np.ndarray]:
-    """Partition indices into len(fractions) parts with each class spread in proportion (sorted parts)."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    parts: list[list[int]] = [[] for _ in fractions]
-    bounds = np.cumsum(np.asarray(fractions, np.float64) / np.sum(fractions))
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        cuts = np.round(bounds * len(members)).astype(int)
-        for p, (lo, hi) in enumerate(zip(np.r_[0, cuts[:-1]], cuts)):
-            parts[p].extend(members[lo:hi].tolist())
-    return [np.sort(np.asarray(p, np.int64)) for p in parts]
