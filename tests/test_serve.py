@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import clipforge
@@ -20,6 +23,15 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from clipforge.index import BuildOptions, SearchIndex, build_index  # noqa: E402
 from clipforge.serve import Limits, create_app  # noqa: E402
+from clipforge.serve.models import (  # noqa: E402
+    ClassifyRequest,
+    ClassifyResponse,
+    EmbedRequest,
+    EmbedResponse,
+    HealthResponse,
+    SearchRequest,
+    SearchResponse,
+)
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +266,91 @@ def test_specific_status_codes(client, index):
     # a label that names a file is just a label: it is never read
     res = client.post("/classify", files={"image": image}, data={"labels": "/etc/passwd"})
     assert res.status_code == 200 and res.json()["predictions"][0]["label"] == "/etc/passwd"
+
+
+@pytest.mark.parametrize(
+    "path, request_model, response_model, fields",
+    [
+        ("/search", SearchRequest, SearchResponse, {"text", "image", "k", "target"}),
+        ("/classify", ClassifyRequest, ClassifyResponse, {"image", "labels", "templates", "top_k"}),
+        ("/embed", EmbedRequest, EmbedResponse, {"texts", "image"}),
+    ],
+)
+def test_openapi_bodies_come_from_the_models(client, path, request_model, response_model, fields):
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"][path]["post"]
+    content = post["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data"}
+    for media_type, body in content.items():
+        schema = body["schema"]
+        assert set(schema["properties"]) == set(request_model.model_fields) == fields, media_type
+        assert set(schema.get("required", [])) == {n for n, f in request_model.model_fields.items() if f.is_required()}
+    assert content["application/json"]["schema"]["properties"]["image"]["contentEncoding"] == "base64"
+    assert content["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    ref = post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    name = ref.rsplit("/", 1)[-1]
+    assert name == response_model.__name__
+    assert set(spec["components"]["schemas"][name]["properties"]) == set(response_model.model_fields)
+    assert post["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    health = spec["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert health["$ref"].endswith("/" + HealthResponse.__name__)
+
+
+# Arbitrary JSON, plus values close enough to valid ones that the fuzz also reaches the model.
+_any_text = st.text(st.characters(exclude_categories=()), max_size=12)  # lone surrogates included
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_B64 = base64.b64encode(png((8, 8))).decode()
+_image = st.sampled_from([_B64, "data:image/png;base64," + _B64, "", "//8=", "/etc/passwd"])
+_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "text": st.text(st.characters(categories=["L", "Zs"]), min_size=1, max_size=30) | st.text(max_size=30) | _json,
+        "image": _image | _json,
+        "k": st.integers(1, 50) | st.integers(-2, 60) | st.sampled_from(["3", "", "x"]) | _json,
+        "target": st.sampled_from(["image", "caption", ""]) | _json,
+        "labels": st.lists(st.text(max_size=8), min_size=1, max_size=4) | st.text(max_size=20) | _json,
+        "templates": st.sampled_from(["simple", "openai", ""]) | _json,
+        "top_k": st.integers(-1, 12) | _json,
+    },
+) | _json
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_bodies)
+def test_fuzzed_json_bodies_never_get_a_5xx(client, body):
+    raw = json.dumps(body).encode()  # the stdlib encoder: NaN, infinities and lone surrogates reach the server
+    for path in ("/search", "/classify"):
+        res = client.post(path, content=raw, headers={"content-type": "application/json"})
+        assert res.status_code < 500, (path, body, res.text[:300])
+        if res.status_code >= 400:
+            assert isinstance(res.json()["detail"], str), (path, body, res.text[:300])
+
+
+def test_json_that_parses_in_python_but_is_not_servable_is_a_400(client):
+    """Lone surrogates (cannot be encoded, so never echoed), absurd nesting and 5000-digit integers."""
+    for raw in (
+        b'{"text": "\\ud800 a red circle"}',
+        b'{"text": "a", "extra": {"\\udfff": 1}}',
+        b'{"text": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"text": "a", "k": ' + b"9" * 5000 + b"}",
+    ):
+        res = client.post("/search", content=raw, headers={"content-type": "application/json"})
+        assert res.status_code == 400 and "malformed JSON" in res.json()["detail"], (raw[:40], res.text[:200])
+
+
+def test_json_and_form_field_conventions(client, index):
+    """null and (for k/target/templates/top_k) "" mean "use the default"; one form field is a list of one."""
+    image = ("q.png", index.image_bytes(2), "image/png")
+    res = client.post("/search", json={"text": "a red circle", "k": None, "target": ""}).json()
+    assert res["query"] == {"text": "a red circle", "image": False, "k": 10, "target": "image"}
+    res = client.post("/classify", files={"image": image}, data={"labels": "a,b", "templates": "", "top_k": ""}).json()
+    assert res["templates"] == "openai7" and len(res["predictions"]) == 2
+    assert len(client.post("/embed", data={"texts": "one text"}).json()["text_embeddings"]) == 1
+    res = client.post("/search", data={"text": "a", "image": "aGVsbG8="})  # an image must be a file part in a form
+    assert res.status_code == 400 and "image" in res.json()["detail"]
+    res = client.post("/search", json={"text": "  ", "k": "x"})  # every invalid field is named at once
+    assert res.status_code == 422 and res.json()["detail"].startswith("text: ") and "; k: " in res.json()["detail"]

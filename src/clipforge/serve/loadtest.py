@@ -60,7 +60,7 @@ def _requests(client, image: bytes, ids: list[int], n: int) -> list[tuple[str, C
 
 def run_load(base_url: str, requests: int = 200, concurrency: int = 8, timeout: float = 30.0) -> LoadResult:
     """Send `requests` requests with `concurrency` workers; every request has `timeout` seconds."""
-    import httpx
+    import httpx  # optional (a test dependency): only the load test is an HTTP client
 
     if requests < 1 or concurrency < 1:
         raise ValueError("requests and concurrency must be at least 1")

@@ -1,7 +1,8 @@
-"""Reading and validating request bodies: size-capped, JSON or multipart, every failure a 4xx.
+"""Reading request bodies: size-capped, JSON or multipart, validated into a model, every failure a 4xx.
 
 A POST body is either JSON (`{"text": ..., "image": "<base64>", ...}`) or multipart/form-data
-(an `image` file part plus text fields; repeated fields for lists). Nothing here ever opens a
+(an `image` file part plus text fields; repeated fields for lists). Both are turned into the same
+field dict and validated by the endpoint's pydantic model (`models.py`). Nothing here ever opens a
 path sent by a client: images arrive as bytes only.
 """
 
@@ -10,25 +11,86 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, get_origin
 
 from fastapi import HTTPException, Request
+from pydantic import BaseModel, ValidationError
 
 from .limits import Limits
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def bad(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message)
 
 
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Pydantic/FastAPI validation errors as one line naming each field, e.g. `texts[1]: must not be empty`."""
+    parts = []
+    for err in errors:
+        where = ""
+        for step in err.get("loc", ()):
+            if step in ("query", "path", "body"):
+                continue
+            where += f"[{step}]" if isinstance(step, int) else f"{'.' if where else ''}{step}"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def validate(model: type[Model], data: Mapping[str, Any], limits: Limits) -> Model:
+    """`data` as a `model`, checked against `limits`; a 422 naming the fields otherwise."""
+    try:
+        return model.model_validate(data, context={"limits": limits})
+    except ValidationError as exc:
+        raise bad(422, describe_errors(exc.errors())) from None
+
+
+async def read_body(request: Request, model: type[Model], limits: Limits) -> Model:
+    """The JSON or multipart body of `request` as a validated `model`."""
+    payload = await read_payload(request, limits)
+    return validate(model, payload.values_for(model), limits)
+
+
+def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI `requestBody` for a route reading `model` by hand (FastAPI cannot declare a body that
+    may be JSON or multipart): the model's schema for both, with `image` as base64 or as a file part."""
+    content = {}
+    for media_type, image in (
+        ("application/json", {"type": "string", "contentEncoding": "base64", "description": "base64 of the file"}),
+        ("multipart/form-data", {"type": "string", "format": "binary", "description": "a file part"}),
+    ):
+        schema = model.model_json_schema()
+        if "image" in schema["properties"]:
+            about = f"{model.model_fields['image'].description}: {image['description']}"
+            schema["properties"]["image"] = {**image, "title": "Image", "description": about}
+        content[media_type] = {"schema": schema}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 @dataclass
 class Payload:
-    """Fields of a request body; `image` holds the uploaded image bytes, if any."""
+    """Fields of a request body; `image` holds the uploaded image bytes, if any.
+
+    Form fields are lists of strings (a field may repeat); JSON fields are whatever JSON held.
+    """
 
     kind: str  # "json" or "form"
     fields: dict[str, Any] = field(default_factory=dict)
     image: bytes | None = None
+
+    def values_for(self, model: type[BaseModel]) -> dict[str, Any]:
+        """The fields as `model` expects them: a repeated form field only where the model takes a list."""
+        values = dict(self.fields)
+        if self.kind == "form":
+            for name, info in model.model_fields.items():
+                if name in values and get_origin(info.annotation) is not list:
+                    values[name] = self.one(name)
+        values["image"] = self.image
+        return values
 
     def one(self, name: str) -> Any:
         value = self.fields.get(name)
@@ -37,12 +99,6 @@ class Payload:
                 raise bad(400, f"field {name!r} was given {len(value)} times; give it once")
             return value[0] if value else None
         return value
-
-    def many(self, name: str) -> list[Any] | None:
-        value = self.fields.get(name)
-        if value is None:
-            return None
-        return value if isinstance(value, list) else [value]
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
@@ -83,15 +139,36 @@ async def read_payload(request: Request, limits: Limits) -> Payload:
         raise bad(415, f"unsupported content type {ctype or '(none)'!r}; send application/json or multipart/form-data")
     body = await _read_capped(request, limits.max_body_bytes)
     if ctype == "application/json":
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise bad(400, f"malformed JSON body: {exc}") from None
-        if not isinstance(data, dict):
-            raise bad(400, "the JSON body must be an object")
+        data = _parse_json(body)
         image = _decode_base64(data.pop("image"), limits) if data.get("image") is not None else None
         return Payload("json", data, image)
     return await _read_form(request, body, limits)
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object whose strings are all valid Unicode (so they can be tokenised and echoed back)."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, or an integer of over 4300 digits
+        raise bad(400, f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise bad(400, "malformed JSON body: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise bad(400, "the JSON body must be an object")
+    pending: list[Any] = [data]
+    while pending:  # iterative, so no nesting that json.loads accepted can overflow it
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise bad(400, "malformed JSON body: a \\u escape is a lone surrogate, not a character") from None
+    return data
 
 
 async def _read_form(request: Request, body: bytes, limits: Limits) -> Payload:
@@ -117,6 +194,8 @@ async def _read_form(request: Request, body: bytes, limits: Limits) -> Payload:
     try:
         for name, value in form.multi_items():
             if isinstance(value, str):
+                if name == "image":
+                    raise bad(400, "field 'image' must be a file upload (or base64 in a JSON body)")
                 fields.setdefault(name, []).append(value)
             elif name == "image":
                 if image is not None:
@@ -133,67 +212,3 @@ async def _read_form(request: Request, body: bytes, limits: Limits) -> Payload:
     return Payload("form", fields, image)
 
 
-# -- field validators ----------------------------------------------------------------------
-
-
-def parse_k(value: Any, limits: Limits, default: int = 10, name: str = "k") -> int:
-    if value is None or value == "":
-        return min(default, limits.max_k)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise bad(422, f"{name} must be an integer between 1 and {limits.max_k}")
-    try:
-        k = int(value)
-    except ValueError:
-        raise bad(422, f"{name} must be an integer between 1 and {limits.max_k}, got {value!r}") from None
-    if not 1 <= k <= limits.max_k:
-        raise bad(422, f"{name} must be between 1 and {limits.max_k}, got {k}")
-    return k
-
-
-def parse_text(value: Any, limits: Limits, name: str = "text") -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise bad(422, f"{name} must be a string")
-    text = value.strip()
-    if not text:
-        raise bad(422, f"{name} is empty")
-    if len(text) > limits.max_text_chars:
-        raise bad(422, f"{name} is {len(text)} characters long; the limit is {limits.max_text_chars}")
-    return text
-
-
-def parse_texts(values: list[Any] | None, limits: Limits) -> list[str]:
-    if values is None:
-        return []
-    if len(values) > limits.max_texts:
-        raise bad(422, f"{len(values)} texts exceed the batch limit of {limits.max_texts}")
-    texts = []
-    for i, value in enumerate(values):
-        if not isinstance(value, str):
-            raise bad(422, f"texts[{i}] must be a string")
-        texts.append(parse_text(value, limits, f"texts[{i}]"))
-    return texts
-
-
-def parse_labels(values: list[Any] | None, limits: Limits) -> list[str]:
-    """Class names from a list and/or comma-separated strings; blanks dropped, duplicates refused."""
-    if not values:
-        raise bad(422, "labels are missing: give at least one class name (e.g. 'cat,dog')")
-    names: list[str] = []
-    for v in values:
-        if not isinstance(v, str):
-            raise bad(422, "labels must be strings")
-        names.extend(p.strip() for p in v.split(","))
-    names = [n for n in names if n]
-    if not names:
-        raise bad(422, "labels are empty: give at least one class name (e.g. 'cat,dog')")
-    if len(names) > limits.max_labels:
-        raise bad(422, f"{len(names)} labels exceed the limit of {limits.max_labels}")
-    long = [n for n in names if len(n) > limits.max_text_chars]
-    if long:
-        raise bad(422, f"label {long[0][:40]!r}... is longer than {limits.max_text_chars} characters")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise bad(422, f"duplicate labels {dupes}")
-    return names

@@ -11,7 +11,7 @@ from typing import Iterator
 
 def serve(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Serve `app` until interrupted."""
-    import uvicorn
+    import uvicorn  # optional (the `serve` extra): only needed to actually run a server
 
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
@@ -19,7 +19,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info
 @contextmanager
 def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> Iterator[str]:
     """Run `app` on `host:port` (0 = a free port) in a daemon thread; yields the base URL."""
-    import uvicorn
+    import uvicorn  # optional (the `serve` extra): only needed to actually run a server
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,0 +1,16 @@
+"""GET /health: status, what is indexed, and the limits a client must stay within."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ... import __version__
+from ..models import HealthResponse
+from ..service import ServiceDep
+
+router = APIRouter()
+
+
+@router.get("/health", summary="Service status", response_model=HealthResponse)
+async def health(svc: ServiceDep) -> HealthResponse:
+    return HealthResponse(status="ok", version=__version__, **svc.index.describe(), limits=svc.limits)
