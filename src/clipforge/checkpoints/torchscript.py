@@ -7,6 +7,8 @@ tensors are rebuilt from the raw storage files, and any other global is refused.
 
 from __future__ import annotations
 
+import collections
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -47,7 +49,6 @@ def is_torchscript_archive(path: str | Path) -> bool:
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, data: bytes, zf: zipfile.ZipFile, prefix: str, source: str) -> None:
-        import io
 
         super().__init__(io.BytesIO(data))
         self._zf, self._prefix, self._source = zf, prefix, source
@@ -61,8 +62,6 @@ class _Unpickler(pickle.Unpickler):
         if module == "torch._utils" and name == "_rebuild_parameter":
             return lambda data, requires_grad, hooks: data
         if module == "collections" and name == "OrderedDict":
-            import collections
-
             return collections.OrderedDict
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]

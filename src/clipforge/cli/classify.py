@@ -7,7 +7,14 @@ import argparse
 import json
 import sys
 
-from .common import add_model_arguments
+import torch
+
+from ..adapt import load_adapted
+from ..adapt.surface import check_runtime
+from ..data.embedding import embed_images
+from ..data.inputs import ItemImages, resolve_items
+from ..zeroshot import ZeroShotClassifier
+from .common import add_model_arguments, load_from_args
 
 HELP = "zero-shot classify images against text labels"
 
@@ -33,12 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..data.embedding import embed_images
-    from ..data.inputs import ItemImages, resolve_items
-    from ..zeroshot import ZeroShotClassifier
-    from .common import load_from_args
 
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
@@ -48,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter is not None:
         if args.labels is not None:
             raise ValueError("--labels and --adapter exclude each other: the adapter brings its own classes")
-        from ..adapt import load_adapted
-        from ..adapt.surface import check_runtime
 
         check_runtime(args.precision, args.backend)
         classifier = load_adapted(args.adapter, args.model, device=args.device or "cpu")
@@ -60,7 +59,13 @@ def run(args: argparse.Namespace) -> int:
         encoder, preprocess, tokenizer = load_from_args(args)
         classifier = ZeroShotClassifier.build(encoder, tokenizer, args.labels, args.templates)
     result = embed_images(
-        encoder, preprocess, images, batch_size=args.batch_size, normalize=True, progress=not args.json, name=images.name
+        encoder,
+        preprocess,
+        images,
+        batch_size=args.batch_size,
+        normalize=True,
+        progress=not args.json,
+        name=images.name,
     )
     paths = [images.name(int(i)) for i in result.kept]
     probs = classifier.probabilities(torch.from_numpy(result.features))

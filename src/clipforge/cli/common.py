@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..api import load
 from ..runtime import BACKENDS, PRECISIONS
 
 
@@ -49,7 +50,6 @@ def add_model_arguments(
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):
     """Load `path` (or --model) with the command's options; commands without --device load on the CPU."""
-    from ..api import load
 
     return load(
         path or args.model,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments
+from ..checkpoints import export
+from .common import add_model_arguments, load_from_args
 
 HELP = "convert a checkpoint to native, hf or openclip layout"
 
@@ -17,8 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import export
-    from .common import load_from_args
 
     model, _, tokenizer = load_from_args(args, path=args.src)
     out = export(model, args.dst, args.fmt, tokenizer)

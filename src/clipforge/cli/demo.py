@@ -10,7 +10,12 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_model_arguments
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from ..data.shapes import ShapesClassification, ShapesWorld
+from ..zeroshot import ZeroShotClassifier
+from .common import add_model_arguments, load_from_args
 
 HELP = "generate shapes-world images, classify them zero-shot, search them by text, write a PNG report"
 
@@ -24,11 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..data.shapes import ShapesClassification, ShapesWorld
-    from ..zeroshot import ZeroShotClassifier
-    from .common import load_from_args
 
     if not 1 <= args.num_images <= 512:
         raise ValueError("--num-images must be between 1 and 512")
@@ -118,7 +118,6 @@ def _default_queries(samples) -> list[str]:
 def _plot(samples, results, retrieval, paths, path: Path, tile: int = 128) -> Path:
     """A PNG contact sheet drawn with Pillow (no plotting dependency): labelled images, then one row
     per text query with its top images."""
-    from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=13) if hasattr(ImageFont, "load_default") else None
     label_h, cols = 34, min(len(samples), 6)

@@ -7,7 +7,10 @@ import csv
 from pathlib import Path
 
 from ..data.columns import CAPTION_COLUMNS, is_manifest, read_rows, require_column
-from .common import add_model_arguments
+from ..data.embedding import embed_images, embed_texts
+from ..data.inputs import ItemImages, resolve_items
+from ..files import save_npy_atomic, write_json_atomic
+from .common import add_model_arguments, load_from_args
 
 HELP = "embed a folder, glob or CSV of images (and/or texts) to .npy"
 
@@ -17,9 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--texts", default=None, help="texts to embed: a .txt (one per line) or a CSV/TSV file")
     parser.add_argument(
-        "--image-column", default=None, help="manifest column with image paths (default: the image aliases, see docs/data.md)"
+        "--image-column",
+        default=None,
+        help="manifest column with image paths (default: the image aliases, see docs/data.md)",
     )
-    parser.add_argument("--text-column", default=None, help="manifest column with texts (default: the caption aliases, see docs/data.md)")
+    parser.add_argument(
+        "--text-column",
+        default=None,
+        help="manifest column with texts (default: the caption aliases, see docs/data.md)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image decoding processes (default: automatic)")
     parser.add_argument("--no-normalize", action="store_true", help="store raw rather than L2-normalised features")
@@ -27,10 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..files import save_npy_atomic, write_json_atomic
-    from ..data.embedding import embed_images, embed_texts
-    from ..data.inputs import ItemImages, resolve_items
-    from .common import load_from_args
 
     if not args.inputs and not args.texts:
         raise ValueError("nothing to embed: give image inputs and/or --texts FILE")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 
-from .common import add_model_arguments
+from ..fast.onnx import DEFAULT_OPSET, export_onnx, quantize_int8
+from .common import add_model_arguments, load_from_args
 
 HELP = "export both towers to ONNX (image.onnx, text.onnx), verified with onnxruntime"
 TOLERANCE = 1e-4
@@ -33,8 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fast.onnx import DEFAULT_OPSET, export_onnx, quantize_int8
-    from .common import load_from_args
 
     if args.checkpoint and args.model and args.checkpoint != args.model:
         raise ValueError("give the checkpoint once: positionally or with --model")
@@ -68,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _require(module: str, why: str) -> None:
-    import importlib.util
 
     if importlib.util.find_spec(module) is None:
         raise ValueError(f"{why} needs the {module} package: pip install {module}")

@@ -13,6 +13,8 @@ import json
 import os
 from dataclasses import asdict
 
+from ..index.build import BuildOptions, add_to_index, build_index, summarize
+from ..index.search import SearchIndex
 from ..runtime import BACKENDS, PRECISIONS
 
 HELP = "build, extend or describe a search index over images (folders, globs, CSV, webdataset .tar)"
@@ -55,11 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..index.build import BuildOptions, add_to_index, build_index, summarize
 
     if args.index_command == "info":
-        from ..index.search import SearchIndex
-
         print(json.dumps(SearchIndex.open(args.directory).describe(), indent=2))
         return 0
     opts = BuildOptions(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..checkpoints import read_checkpoint
+from ..config import get_config, list_configs
+
 HELP = "describe a checkpoint, or list the model presets"
 
 
@@ -15,8 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import read_checkpoint
-    from ..config import get_config, list_configs
 
     if args.checkpoint is None:
         for name in list_configs():

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
+from ..index.search import SearchIndex
 from ..runtime import BACKENDS, PRECISIONS
 
 HELP = "search an index by text and/or image"
@@ -26,9 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..index.search import SearchIndex
 
     if args.text is None and args.image is None:
         raise ValueError("give a text query and/or --image FILE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..runtime import BACKENDS, PRECISIONS
+from ..serve import Limits, create_app, serve
 
 HELP = "serve an index over HTTP: /search, /classify, /embed, /image/{id}, a web page at / and docs at /docs"
 
@@ -25,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..serve import Limits, create_app, serve
 
     if not 1 <= args.port <= 65535:
         raise ValueError("--port must be between 1 and 65535")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
 
 from .. import __version__
 from . import plots
@@ -54,7 +55,6 @@ def _clean(value: Any) -> Any:
 
 def to_json(result: EvalResult, plot_files: Sequence[str] = ()) -> dict[str, Any]:
     """The record written to disk: metrics plus everything needed to reproduce them."""
-    import torch
 
     return _clean(
         {

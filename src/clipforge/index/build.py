@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from ..api import load
+from ..data.inputs import Item, resolve_items
+from ..files import atomic_path
 from . import ann
 from .distributed import DistContext, context_from_env
 from .embedder import embed_items
-from ..data.inputs import Item, resolve_items
 from .store import FORMAT_VERSION, IndexStore, Run, items_table, read_table, table_items, write_table
 
 
@@ -134,10 +138,6 @@ class _Models:
 
     def get(self, path: str | None):
         if path not in self._loaded:
-            import torch
-
-            from ..api import load
-
             device = self.opts.device
             if device is None:
                 device = f"cuda:{self.ctx.local_rank}" if torch.cuda.is_available() else "cpu"
@@ -254,7 +254,6 @@ def _embed_run(
     model, preprocess, tokenizer = models.get(manifest["model"]["path"])
     if model.config.embed_dim != manifest["dim"]:
         raise ValueError(f"the model embeds to {model.config.embed_dim} dims but the index holds {manifest['dim']}")
-    from tqdm.auto import tqdm
 
     total = int(np.isin(shard_col, todo).sum())
     desc = "embedding" if ctx.world_size == 1 else f"embedding (rank {ctx.rank}/{ctx.world_size})"
@@ -355,7 +354,6 @@ def _write_faiss(
 
 
 def _save_faiss(index, path: Path) -> None:
-    from ..files import atomic_path
 
     with atomic_path(path) as tmp:
         ann.write_index(index, str(tmp))

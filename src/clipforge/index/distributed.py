@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+import torch
+import torch.distributed as dist
+
 
 @dataclass
 class DistContext:
@@ -28,8 +31,6 @@ class DistContext:
         """True on every rank only if `ok` is true on every rank (also a barrier)."""
         if self.world_size == 1:
             return ok
-        import torch
-        import torch.distributed as dist
 
         flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
@@ -39,8 +40,6 @@ class DistContext:
         """Sum of an integer over all ranks."""
         if self.world_size == 1:
             return value
-        import torch
-        import torch.distributed as dist
 
         t = torch.tensor([value], dtype=torch.int64)
         dist.all_reduce(t)
@@ -48,8 +47,6 @@ class DistContext:
 
     def close(self) -> None:
         if self.owns_group:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
             self.owns_group = False
 
@@ -59,7 +56,6 @@ def context_from_env(timeout_s: float = 6 * 3600) -> DistContext:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
-    import torch.distributed as dist
 
     owns = False
     if not dist.is_initialized():

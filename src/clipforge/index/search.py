@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from PIL import Image
 
-from . import ann
+from ..api import load
 from ..data.inputs import read_item_bytes
+from ..images import load_image
+from ..zeroshot import ZeroShotClassifier
+from . import ann
 from .store import IndexStore, read_table
 
 TARGETS = ("image", "caption")
@@ -116,8 +121,6 @@ class SearchIndex:
         """(model, preprocess, tokenizer), loaded once."""
         with self._lock:
             if self._model is None:
-                from ..api import load
-
                 loaded = load(self._model_path, self._device, self._precision, backend=self._backend)  # type: ignore
                 if loaded[0].config.embed_dim != self.dim:
                     raise ValueError(f"the model embeds to {loaded[0].config.embed_dim} dims, the index {self.dim}")
@@ -126,7 +129,6 @@ class SearchIndex:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised text embeddings [len(texts), dim]."""
-        import torch
 
         model, _, tokenizer = self.model()
         with self._lock, torch.no_grad():
@@ -135,10 +137,6 @@ class SearchIndex:
 
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
         """L2-normalised embeddings of images given as paths, bytes or PIL images."""
-        import torch
-        from PIL import Image
-
-        from ..images import load_image
 
         model, preprocess, _ = self.model()
         pixels = torch.stack([preprocess(im if isinstance(im, Image.Image) else load_image(im)) for im in images])
@@ -148,9 +146,6 @@ class SearchIndex:
 
     def zero_shot(self, labels: Sequence[str], templates: str | Sequence[str] = "openai7"):
         """A `ZeroShotClassifier` for `labels` with this index's model (the last 32 are cached)."""
-        import torch
-
-        from ..zeroshot import ZeroShotClassifier
 
         key = (tuple(labels), templates if isinstance(templates, str) else tuple(templates))
         model, _, tokenizer = self.model()

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..files import atomic_path, save_npy_atomic, write_json_atomic
 from ..data.inputs import Item
+from ..files import atomic_path, save_npy_atomic, write_json_atomic
 from ..images import SkipLog
 
 FORMAT_VERSION = 1
@@ -185,7 +185,12 @@ class IndexStore:
             )
         write_json_atomic(
             self.shard_path(shard, ".done.json"),
-            {"shard": shard, "rows": int(len(features)), "skipped": skipped.count, "skipped_items": skipped.items[:100]},
+            {
+                "shard": shard,
+                "rows": int(len(features)),
+                "skipped": skipped.count,
+                "skipped_items": skipped.items[:100],
+            },
         )
 
     def load_shard(self, shard: int, suffix: str = ".npy", mmap: bool = True) -> np.ndarray:
