@@ -17,6 +17,9 @@ import torch
 from PIL import Image
 
 import clipforge
+from clipforge.data.shapes import ShapesClassification, ShapesWorld, write_csv_dataset
+from clipforge.evaluate import Evaluator, resolve_dataset
+from clipforge.losses import DistillLoss
 from clipforge.train import TrainConfig, Trainer, TrainingDiverged, train
 from clipforge.train.checkpoint import find_resume, load_training_state
 from clipforge.train.data import collate_pairs
@@ -205,7 +208,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("loss,local_loss", [("clip", False), ("clip", True), ("siglip", False)])
+@pytest.mark.parametrize("loss,local_loss", [("clip", False), ("clip", True), ("siglip", False), ("cloob", True)])
 def test_two_process_ddp_gradient_equals_one_process(tmp_path, loss, local_loss):
     """torchrun with 2 gloo processes: the averaged gradient equals one process's over the global batch."""
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
@@ -264,3 +267,108 @@ def test_image_source_yields_pil_once(tmp_path):
     (tmp_path / "a.txt").write_text("a red square.")
     src = FolderSource(tmp_path)
     assert len(src) == 1 and src.item(0)[1] == "a red square."
+
+
+def test_validation_hooks_run_on_evaluation_dataset_specs(tmp_path):
+    """val_datasets takes what clipforge.evaluate resolves: zero-shot on a class folder, retrieval on captions."""
+    view = ShapesClassification(ShapesWorld(seed=4, image_size=32), task="colour", split="val", size=24)
+    for i in range(len(view)):
+        image, label = view[i]
+        (tmp_path / "colours" / view.classnames[label]).mkdir(parents=True, exist_ok=True)
+        image.save(tmp_path / "colours" / view.classnames[label] / f"{i}.png")
+    captions = write_csv_dataset(ShapesWorld(seed=5, image_size=32, split="val", size=12), tmp_path / "pairs", 12)
+    cfg = _cfg(
+        tmp_path, batch_size=16, max_steps=4, eval_every=2, val_datasets=[str(tmp_path / "colours"), str(captions)]
+    )
+    summary = train(cfg, progress=False)
+    rows = [json.loads(line) for line in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    val_rows = [r for r in rows if any(k.startswith("val_") for k in r)]
+    assert [r["step"] for r in val_rows] == [2, 4]
+    assert set(summary["validation"]) == {"val_colours_top1", "val_captions_i2t_r1", "val_captions_t2i_r1"}
+    assert all(0.0 <= v <= 1.0 for v in summary["validation"].values())
+    model, preprocess, tokenizer = clipforge.load(summary["final_model"], device="cpu")
+    direct = Evaluator(model, preprocess, tokenizer, progress=False).zeroshot(
+        resolve_dataset(tmp_path / "colours").load()
+    )
+    assert summary["validation"]["val_colours_top1"] == pytest.approx(direct.summary["top1"])
+    with pytest.raises(FileNotFoundError, match="not a registered dataset"):
+        Trainer(_cfg(tmp_path, name="bad", batch_size=16, val_datasets=[str(tmp_path / "nowhere")]), progress=False)
+
+
+def test_distillation_from_a_tiny_teacher_moves_the_student_toward_it(tmp_path):
+    """loss=distill: the frozen teacher's similarities are the target; the student's match them better."""
+    teacher_run = train(
+        _cfg(tmp_path, name="teacher", batch_size=32, max_steps=8, lr=2e-3, seed=5, model_overrides={"embed_dim": 24}),
+        progress=False,
+    )
+    student = Trainer(
+        _cfg(
+            tmp_path,
+            name="student",
+            batch_size=16,
+            max_steps=10,
+            lr=2e-3,
+            loss="distill",
+            teacher=teacher_run["final_model"],
+            loss_options={"alpha": 1.0},
+        ),
+        progress=False,
+    )
+    assert student.teacher is not None and not any(p.requires_grad for p in student.teacher.parameters())
+    teacher_before = {k: v.clone() for k, v in student.teacher.state_dict().items()}
+    world = ShapesWorld(seed=1, image_size=32, split="val", size=32)
+    samples = [world.sample(i) for i in range(len(world))]
+    pixels = torch.stack([student.eval_transform(s.image) for s in samples])
+    tokens = student.tokenizer([s.caption for s in samples])
+    criterion = DistillLoss(alpha=1.0, rank=0, world_size=1)
+
+    @torch.no_grad()
+    def gap_to_teacher() -> float:
+        s, t = student.model.eval(), student.teacher
+        loss, _ = criterion(
+            s.encode_image(pixels, normalize=True),
+            s.encode_text(tokens, normalize=True),
+            t.encode_image(pixels, normalize=True),
+            t.encode_text(tokens, normalize=True),
+            s.logit_scale.exp(),
+            t.logit_scale.exp(),
+        )
+        student.model.train()
+        return float(loss)
+
+    before = gap_to_teacher()
+    student.fit()
+    after = gap_to_teacher()
+    assert after < 0.95 * before, (before, after)  # held-out pairs: closer to the teacher's similarities
+    rows = [json.loads(line) for line in (Path(student.cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    distill = [r["distill_loss"] for r in rows if "distill_loss" in r]
+    assert len(distill) == 10 and sum(distill[-3:]) < sum(distill[:3])
+    assert all(torch.equal(v, student.teacher.state_dict()[k]) for k, v in teacher_before.items())
+
+
+def test_loss_choice_and_options_reach_the_loss_or_fail_clearly(tmp_path):
+    cloob = Trainer(_cfg(tmp_path, name="cloob", batch_size=16, loss="cloob", local_loss=True), progress=False)
+    assert cloob.loss_fn.local_loss is True  # CLOOB's own local-loss variant, no longer dropped
+    ring = Trainer(
+        _cfg(tmp_path, name="ring", batch_size=16, loss="siglip", loss_options={"exchange": "ring"}), progress=False
+    )
+    assert ring.loss_fn.exchange == "ring"
+    with pytest.raises(ValueError, match="local_loss does not apply to the siglip loss"):
+        TrainConfig(loss="siglip", local_loss=True)
+    with pytest.raises(ValueError, match="distill needs teacher"):
+        TrainConfig(loss="distill")
+    with pytest.raises(ValueError, match=r"\['temperature'\] are not options of the cloob loss"):
+        TrainConfig(loss="cloob", loss_options={"temperature": 0.1})
+    with pytest.raises(ValueError, match="alpha must be in"):
+        TrainConfig(loss="distill", teacher="t", loss_options={"alpha": 2.0})
+
+
+def test_removed_tensorboard_field_is_dropped_with_a_warning(tmp_path):
+    old = {**_cfg(tmp_path).to_dict(), "tensorboard": False}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    with pytest.warns(UserWarning, match="'tensorboard' was removed"):
+        cfg = TrainConfig.from_json(path)
+    assert "tensorboard" not in cfg.to_dict() and cfg.model == "tiny"
+    with pytest.warns(UserWarning, match="tensorboard"):
+        TrainConfig.from_json(Path(clipforge.__file__).parent / "assets" / "default-model" / "train_config.json")

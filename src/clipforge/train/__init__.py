@@ -1,6 +1,15 @@
-"""Contrastive training and fine-tuning: `train(TrainConfig(...))` or `clipforge train`."""
+"""Contrastive training, fine-tuning and distillation: `train(TrainConfig(...))` or `clipforge train`."""
 
 from .config import TrainConfig
 from .trainer import Trainer, TrainingDiverged, train
+from .validate import DatasetValidation, ShapesValidation, ValidationHook
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "train"]
+__all__ = [
+    "DatasetValidation",
+    "ShapesValidation",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "ValidationHook",
+    "train",
+]

@@ -32,6 +32,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured, so a resumed run draws the same numbers."""
     py = state["python"]
     random.setstate((state["python_version"], tuple(int(x) for x in py[:-1]), None))
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
@@ -63,7 +64,22 @@ def find_resume(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def resolve_resume(resume: str | None, ckpt_dir: Path) -> Path | None:
+    """The checkpoint to resume from: "auto" (newest in `ckpt_dir`, if any), None/"none", or a file or run dir."""
+    if resume in (None, "", "none"):
+        return None
+    if resume == "auto":
+        return find_resume(ckpt_dir)
+    path: Path | None = Path(resume)
+    if path.is_dir():
+        path = find_resume(path / "checkpoints" if (path / "checkpoints").is_dir() else path)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"no checkpoint to resume from at {resume}")
+    return path
+
+
 def load_training_state(path: Path) -> dict[str, Any]:
+    """A checkpoint written by `save_training_state` (tensors and plain data only)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

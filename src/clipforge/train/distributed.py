@@ -1,4 +1,4 @@
-"""Process-group setup for torchrun (gloo on CPU, NCCL on CUDA) and the device each rank uses."""
+"""Run setup: the process group for torchrun (gloo on CPU, NCCL on CUDA), each rank's device, the seed."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .config import TrainConfig
+
 
 @dataclass
 class DistEnv:
+    """This process's place in the run: rank, local rank, number of processes and device."""
+
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
@@ -41,6 +45,20 @@ def init_distributed(device: str | None = None) -> DistEnv:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return DistEnv(rank, local, world, dev)
+
+
+def init_run(cfg: TrainConfig) -> DistEnv:
+    """Join the process group, check the batch splits evenly and the precision fits the device, seed torch."""
+    env = init_distributed(cfg.device)
+    if cfg.batch_size % (env.world_size * cfg.accum_steps):
+        raise ValueError(
+            f"batch_size {cfg.batch_size} must divide evenly over {env.world_size} process(es) "
+            f"x {cfg.accum_steps} accumulation steps"
+        )
+    if cfg.precision == "fp16" and env.device.type != "cuda":
+        raise ValueError("fp16 training needs CUDA (it relies on a gradient scaler); use bf16 on the CPU")
+    torch.manual_seed(cfg.seed)
+    return env
 
 
 def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:

@@ -13,7 +13,10 @@ def no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float):
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, weight decay only where `no_decay` does not exempt it."""
     decay, rest = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
@@ -25,7 +28,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tup
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
 
-def lr_at(step: int, base_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
+def warmup_cosine_lr(step: int, base_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to `min_lr` at `total` steps."""
     if step < warmup:
         return base_lr * (step + 1) / warmup
@@ -34,5 +37,6 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int, min_lr: float = 0.
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate (the schedule is applied step by step)."""
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -8,7 +8,7 @@ from typing import Any
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
     """Write the curves; returns None when matplotlib is not installed or there is nothing to plot."""
-    try:
+    try:  # optional dependency (clipforge[plot]); training works without it
         import matplotlib
 
         matplotlib.use("Agg")

@@ -1,12 +1,28 @@
-"""Quick validation during training on the shapes world: zero-shot accuracy and retrieval recall@1."""
+"""Validation during training: hooks that score the model being trained and return named metrics.
+
+A hook is any callable `(model, preprocess, tokenizer) -> {metric: value}`. The trainer builds one
+per entry of `TrainConfig.val_datasets` (any spec `clipforge.evaluate.resolve_dataset` resolves:
+zero-shot top-1 for labelled data, retrieval recall@1 for captioned data, both when it has both),
+or the shapes-world hook when that list is empty and `val_data` is "shapes".
+"""
 
 from __future__ import annotations
+
+from typing import Any, Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from ..data.shapes import ShapesClassification, ShapesWorld
+from ..evaluate import EvalDataset, Evaluator, resolve_dataset
 from ..zeroshot import ZeroShotClassifier
+from .config import TrainConfig
+
+
+class ValidationHook(Protocol):
+    """Scores a model; metric names should be unique across the hooks of a run."""
+
+    def __call__(self, model: Any, preprocess: Callable, tokenizer: Callable) -> dict[str, float]: ...
 
 
 @torch.no_grad()
@@ -47,7 +63,7 @@ def retrieval_recall_at_1(model, preprocess, tokenizer, split: str, n: int, seed
 
 
 def validate_shapes(model, preprocess, tokenizer, n: int, seed: int, split: str = "val") -> dict[str, float]:
-    """The metrics the trainer logs: shape/colour zero-shot top-1 and retrieval recall@1."""
+    """The shapes-world metrics: shape/colour zero-shot top-1 and retrieval recall@1."""
     was_training = model.training
     model.eval()
     size = model.config.vision.image_size
@@ -58,3 +74,66 @@ def validate_shapes(model, preprocess, tokenizer, n: int, seed: int, split: str 
     out.update(retrieval_recall_at_1(model, preprocess, tokenizer, split, min(n, 256), seed, size))
     model.train(was_training)
     return out
+
+
+class ShapesValidation:
+    """The default hook: `validate_shapes` on the val split of the shapes world."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+
+    def __call__(self, model: Any, preprocess: Callable, tokenizer: Callable) -> dict[str, float]:
+        return validate_shapes(model, preprocess, tokenizer, self.n, self.seed)
+
+
+class DatasetValidation:
+    """Zero-shot and/or retrieval on an evaluation dataset spec, as `clipforge eval` would run them.
+
+    The data (at most `n` images of the source's default split, seeded) is resolved and listed once,
+    here, so a bad spec fails before training starts; metrics are `{label}_top1`, `{label}_i2t_r1`,
+    `{label}_t2i_r1`.
+    """
+
+    def __init__(self, spec: str, n: int, seed: int, label: str | None = None) -> None:
+        source = resolve_dataset(spec)
+        self.dataset: EvalDataset = source.load(shift=source.default_shift(), max_samples=n, seed=seed)
+        self.label = label or source.name
+        if not (self.dataset.has_labels or self.dataset.has_captions):
+            raise ValueError(f"validation dataset {spec!r} has neither class labels nor captions")
+
+    def __call__(self, model: Any, preprocess: Callable, tokenizer: Callable) -> dict[str, float]:
+        evaluator = Evaluator(model, preprocess, tokenizer, cache_dir=None, num_workers=0, progress=False)
+        out: dict[str, float] = {}
+        if self.dataset.has_labels:
+            out[f"{self.label}_top1"] = float(evaluator.zeroshot(self.dataset).summary["top1"])
+        if self.dataset.has_captions:
+            summary = evaluator.retrieval(self.dataset, ks=(1,)).summary
+            out[f"{self.label}_i2t_r1"] = float(summary["i2t_recall@1"])
+            out[f"{self.label}_t2i_r1"] = float(summary["t2i_recall@1"])
+        return out
+
+
+def build_validation_hooks(cfg: TrainConfig) -> list[ValidationHook]:
+    """One hook per `val_datasets` spec (labels made unique), else the shapes default, else none."""
+    if not cfg.val_datasets:
+        return [ShapesValidation(cfg.val_samples, cfg.seed)] if cfg.val_data == "shapes" else []
+    hooks: list[ValidationHook] = []
+    seen: dict[str, int] = {}
+    for spec in cfg.val_datasets:
+        hook = DatasetValidation(spec, cfg.val_samples, cfg.seed)
+        seen[hook.label] = seen.get(hook.label, 0) + 1
+        if seen[hook.label] > 1:
+            hook.label = f"{hook.label}#{seen[hook.label]}"
+        hooks.append(hook)
+    return hooks
+
+
+@torch.no_grad()
+def run_validation(hooks: list[ValidationHook], model: Any, preprocess: Callable, tokenizer: Callable) -> dict:
+    """Every hook's metrics, with the model in eval mode meanwhile (its mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return {k: v for hook in hooks for k, v in hook(model, preprocess, tokenizer).items()}
+    finally:
+        model.train(was_training)
