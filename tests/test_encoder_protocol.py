@@ -18,7 +18,8 @@ def _tiny():
 
 
 def _adapted(model):
-    backbone = adapt.Backbone(model, clipforge.transforms.ImageTransform(model.config.preprocess), clipforge.api.get_tokenizer("tiny"))
+    preprocess = clipforge.transforms.ImageTransform(model.config.preprocess)
+    backbone = adapt.Backbone(model, preprocess, clipforge.api.get_tokenizer("tiny"))
     names = ["red", "blue"]
     labels = torch.tensor([0, 1, 0, 1])
     feats = torch.randn(4, model.config.embed_dim)
@@ -52,7 +53,8 @@ def test_conformance(name):
     img, txt = enc.encode_image(pixels), enc.encode_text(tokens)
     assert img.shape == (3, enc.embed_dim) and txt.shape == (3, enc.embed_dim)
     tol = {"atol": 1e-2, "rtol": 0} if enc.dtype == torch.bfloat16 else {}  # bf16 normalises in bf16
-    torch.testing.assert_close(enc.encode_image(pixels, normalize=True).float(), F.normalize(img.float(), dim=-1), **tol)
+    unit_img = F.normalize(img.float(), dim=-1)
+    torch.testing.assert_close(enc.encode_image(pixels, normalize=True).float(), unit_img, **tol)
     torch.testing.assert_close(enc.encode_text(tokens, normalize=True).float(), F.normalize(txt.float(), dim=-1), **tol)
     logits = enc.logits(F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1))
     assert logits.shape == (3, 3) and torch.isfinite(logits).all()

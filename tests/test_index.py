@@ -16,9 +16,9 @@ from clipforge.data.shapes import ShapesWorld, write_csv_dataset, write_webdatas
 faiss = pytest.importorskip("faiss")
 pytest.importorskip("pyarrow")
 
-from clipforge.index import BuildOptions, SearchIndex, add_to_index, ann, build, build_index  # noqa: E402  # noqa: E402
 from clipforge.data.inputs import resolve_items  # noqa: E402
 from clipforge.data.shards import expand_braces  # noqa: E402
+from clipforge.index import BuildOptions, SearchIndex, add_to_index, ann, build, build_index  # noqa: E402  # noqa: E402
 
 WORLD = ShapesWorld(seed=3, image_size=32, size=48)
 QUIET = dict(progress=False)

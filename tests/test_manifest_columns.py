@@ -58,7 +58,8 @@ def test_image_alias_everywhere(image_col, model_dir, tmp_path, capsys):
     assert main(["index", "build", str(m), "--out", str(tmp_path / "idx"), *model]) == 0
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["count"] == 6
 
-    assert main(["eval", "--task", "zeroshot", "--dataset", str(m), "--out", str(tmp_path / "ev"), "--no-cache", "--no-plots", "--quiet", *model]) == 0
+    ev = ["eval", "--task", "zeroshot", "--dataset", str(m), "--out", str(tmp_path / "ev"), "--no-cache", "--no-plots"]
+    assert main([*ev, "--quiet", *model]) == 0
     result = json.loads(next((tmp_path / "ev").rglob("*.json")).read_text())
     assert result["dataset"]["n_images"] == 6 and result["dataset"]["n_captions"] == 6
 

@@ -30,9 +30,6 @@ to it (each rank misses the terms where its samples act as negatives for other r
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from ..files import write_text_atomic
 from ..model import CLIP
 from . import hf, openai
-from ..files import write_text_atomic
 from .io import save_safetensors
 from .loader import NATIVE_FORMAT, NATIVE_WEIGHTS
 

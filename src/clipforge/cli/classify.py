@@ -12,7 +12,7 @@ import torch
 from ..adapt import load_adapted
 from ..adapt.surface import check_runtime
 from ..data.embedding import embed_images
-from ..data.inputs import ItemImages, resolve_items
+from ..data.inputs import item_images, resolve_items
 from ..zeroshot import ZeroShotClassifier
 from .common import add_model_arguments, load_from_args
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
-    images = ItemImages(tuple(resolve_items(args.images)))
+    images = item_images(resolve_items(args.images))
     if not len(images):
         raise ValueError("no images found in the given inputs")
     if args.adapter is not None:

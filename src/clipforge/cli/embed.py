@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..data.columns import CAPTION_COLUMNS, is_manifest, read_rows, require_column
 from ..data.embedding import embed_images, embed_texts
-from ..data.inputs import ItemImages, resolve_items
+from ..data.inputs import item_images, resolve_items
 from ..files import save_npy_atomic, write_json_atomic
 from .common import add_model_arguments, load_from_args
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     summary["normalized"] = not args.no_normalize
 
     if args.inputs:
-        images = ItemImages(tuple(resolve_items(args.inputs, args.image_column)))
+        images = item_images(resolve_items(args.inputs, args.image_column))
         res = embed_images(
             model,
             preprocess,

@@ -15,7 +15,10 @@ from typing import Sequence
 from .. import __version__
 from ..registry import COMMANDS
 
-for _name in ("demo", "classify", "embed", "convert", "info", "train", "eval", "adapt", "export", "index", "search", "serve"):
+_COMMAND_MODULES = (
+    "demo", "classify", "embed", "convert", "info", "train", "eval", "adapt", "export", "index", "search", "serve",
+)
+for _name in _COMMAND_MODULES:
     COMMANDS.register_lazy(_name, f"clipforge.cli.{_name}")
 
 

@@ -136,7 +136,9 @@ def embed_texts(
 
 
 @torch.no_grad()
-def encode_pixels(encoder: Encoder, pixels: torch.Tensor, batch_size: int = 256, normalize: bool = False) -> torch.Tensor:
+def encode_pixels(
+    encoder: Encoder, pixels: torch.Tensor, batch_size: int = 256, normalize: bool = False
+) -> torch.Tensor:
     """Features [N, embed_dim] (float32, CPU) of pixels already preprocessed, in batches."""
     out = [
         encoder.encode_image(pixel_input(encoder, pixels[i : i + batch_size]), normalize=normalize).float().cpu()

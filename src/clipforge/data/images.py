@@ -82,6 +82,9 @@ class RefImages:
     def load(self, index: int) -> Image.Image:
         return self.refs[index].load()
 
+    def name(self, index: int) -> str:
+        return self.refs[index].name
+
 
 class ListImages:
     """Images already in memory (PIL images), e.g. a few-shot set built in Python."""

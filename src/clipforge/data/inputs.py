@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image
-
 from ..images import iter_image_files
 from .columns import is_manifest, read_pairs
-from .images import ImageRef
+from .images import ImageRef, RefImages
 from .shards import expand_shards, index_shard, is_shard_pattern
 from .spec import parse_spec
 
@@ -88,27 +86,6 @@ def resolve_items(
     return unique
 
 
-def read_item_bytes(path: str, member: str | None, offset: int, size: int) -> bytes:
-    """The raw bytes of an indexed image (a file, or a tar member read by offset)."""
-    return ImageRef(path, member, offset, size).read_bytes()
-
-
-def load_item(item: Item, max_pixels: int | None = None) -> Image.Image:
-    """Decode an item's image (raises `ImageDecodeError` for unreadable data)."""
-    return item.ref.load(max_pixels)
-
-
-@dataclass(frozen=True)
-class ItemImages:
-    """The images of a list of items, as an `ImageSource`."""
-
-    items: tuple[Item, ...]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def load(self, index: int) -> Image.Image:
-        return load_item(self.items[index])
-
-    def name(self, index: int) -> str:
-        return self.items[index].ref.name
+def item_images(items: Sequence[Item]) -> RefImages:
+    """The images of `items`, as an `ImageSource` (with `name(i)` for skip logs)."""
+    return RefImages(tuple(item.ref for item in items))

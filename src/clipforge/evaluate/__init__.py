@@ -10,6 +10,7 @@ Lower-level pieces (an `Evaluator` over one model, datasets, metrics, chunked ra
 too; see docs/evaluation.md.
 """
 
+from ..probe import COARSE_GRID, fit_probe, linear_probe, sample_shots, search_C
 from . import builtin  # noqa: F401  (registers the shapes and digits datasets)
 from .builtin import DigitsSource, ShapesSource
 from .classification import classification_metrics, predict_chunked
@@ -25,7 +26,6 @@ from .metrics import (
     per_class_report,
     topk_correct,
 )
-from ..probe import COARSE_GRID, fit_probe, linear_probe, sample_shots, search_C
 from .ranking import chunked_topk, rank_summary, retrieval_ranks
 from .results import load_results, save_result, summary_rows, to_json, write_report
 from .runner import RunOutput, default_cache_dir, evaluate, format_summary

@@ -29,7 +29,10 @@ DIGIT_TEMPLATES = (
 
 
 def parse_spec(spec: str) -> tuple[list[str], str | None, dict[str, str]]:
-    """`name:a:b@shift?k=v::k2=v2` → (["name", "a", "b"], "shift", {"k": "v", "k2": "v2"}) (see `clipforge.data.spec`)."""
+    """`name:a:b@shift?k=v::k2=v2` → (["name", "a", "b"], "shift", {"k": "v", "k2": "v2"}).
+
+    The syntax is `clipforge.data.spec`'s.
+    """
     named = parse_named(parse_data_spec(spec))
     return [named.name, *named.fields], named.shift, named.options
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from ..images import iter_image_files
 from ..registry import DATASETS
 from ..zeroshot import resolve_templates
 from .datasets import SPLIT_DIRS, DatasetSource, EvalDataset, FileImages, digest, files_fingerprint
+
 
 def folder_classname(folder: str) -> str:
     return folder.replace("_", " ").strip()

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..probe import COARSE_GRID, REFINE_STEPS, fit_probe, linear_probe, mean_std, sample_shots
 from ..zeroshot import ZeroShotClassifier, resolve_templates
 from . import metrics as M
 from .classification import classification_metrics, predict_chunked
 from .datasets import DatasetSource, EvalDataset, stratified_split
 from .features import FeatureExtractor
-from ..probe import COARSE_GRID, REFINE_STEPS, fit_probe, linear_probe, mean_std, sample_shots
 from .ranking import DEFAULT_GALLERY_CHUNK, DEFAULT_QUERY_CHUNK, chunked_topk, rank_summary, retrieval_ranks
 
 TASKS = ("zeroshot", "retrieval", "linear-probe", "few-shot", "robustness")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from ..model import CLIP
@@ -86,4 +85,9 @@ def torch_engine(
         text = FastText(model.text, LinearSpec(kind, dtype, TEXT_ROWS), residual)
     stream = " fp32-residual" if residual != dtype else ""
     return FastCLIP(model, image, text, precision, "torch", f"torch {kind} {precision}{stream}")
-__all__ = ["BACKENDS", "IMAGE_ROWS", "PRECISIONS", "TEXT_ROWS", "UNCHUNKED", "FastCLIP", "default_options", "image_chunk", "linear_kind", "optimize", "torch_engine"]
+
+
+__all__ = [
+    "BACKENDS", "IMAGE_ROWS", "PRECISIONS", "TEXT_ROWS", "UNCHUNKED", "FastCLIP",
+    "default_options", "image_chunk", "linear_kind", "optimize", "torch_engine",
+]

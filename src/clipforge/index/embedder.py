@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..data.embedding import Preprocess, embed_images, embed_texts
-from ..data.inputs import Item, ItemImages
+from ..data.inputs import Item, item_images
 from ..images import SkipLog
 from ..runtime import Encoder
 
@@ -34,7 +34,7 @@ def embed_items(
     on_progress: Callable[[int], None] | None = None,
 ) -> ShardEmbeddings:
     """L2-normalised image (and optionally caption) embeddings of `items`, in order."""
-    images = ItemImages(tuple(items))
+    images = item_images(items)
     res = embed_images(
         model, preprocess, images, batch_size=batch_size, num_workers=num_workers, normalize=True,
         progress=False, name=images.name, on_progress=on_progress,

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from ..api import load
-from ..data.inputs import read_item_bytes
+from ..data.images import ImageRef
 from ..images import load_image
 from ..zeroshot import ZeroShotClassifier
 from . import ann
@@ -231,7 +231,7 @@ class SearchIndex:
     def image_bytes(self, item_id: int) -> bytes:
         """The indexed image of an item, read from its file or tar shard (never from a client path)."""
         row = self.row_of(item_id)
-        return read_item_bytes(self._paths[row], self._members[row], self._offsets[row], self._sizes[row])
+        return ImageRef(self._paths[row], self._members[row], self._offsets[row], self._sizes[row]).read_bytes()
 
     def vectors(self, rows: np.ndarray, suffix: str = ".npy") -> np.ndarray:
         """Stored embeddings of index rows (sorted or not), read from the shard files."""

@@ -127,7 +127,8 @@ def open_source(spec: str | dict[str, Any]) -> PairSource:
         return TarShardSource(parsed.paths)
     path = Path(parsed.source)
     if is_manifest(path):
-        source = ManifestSource(path, parsed.options.pop("image_column", None), parsed.options.pop("caption_column", None))
+        options = parsed.options
+        source = ManifestSource(path, options.pop("image_column", None), options.pop("caption_column", None))
         parsed.no_more_options("image_column, caption_column, weight")
         return source
     if path.is_dir():
