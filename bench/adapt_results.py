@@ -29,6 +29,7 @@ from clipforge.adapt import protocols as P  # noqa: E402
 from clipforge.adapt.soup import ModelSoup  # noqa: E402
 from clipforge.adapt.wise_ft import WiSEFT  # noqa: E402
 from clipforge.evaluate import ShapesSource  # noqa: E402
+from clipforge.probe import mean_std  # noqa: E402
 
 SHIFTS = ("noise", "blur", "sketch", "background")
 FEATURE_METHODS = ("linear-probe", "tip-adapter", "tip-adapter-f", "gda", "clip-adapter", "coop", "cocoop")
@@ -236,7 +237,7 @@ def out_doc(results: dict, args) -> dict:
 def pct(values: list[float]) -> str:
     if not values:
         return "–"
-    m, s = P.mean_std(values)
+    m, s = mean_std(values)
     return f"{100 * m:.1f} ± {100 * s:.1f}" if len(values) > 1 else f"{100 * m:.1f}"
 
 

@@ -32,14 +32,6 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny-model")
-    torch.manual_seed(0)
-    clipforge.save(clipforge.create_model("tiny"), d, clipforge.get_tokenizer("tiny"))
-    return d
-
-
-@pytest.fixture(scope="module")
 def shapes_run(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     cache = tmp_path_factory.mktemp("cache")

@@ -6,22 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import clipforge
 from clipforge.cli.main import main
 from clipforge.data.columns import CAPTION_COLUMNS, IMAGE_COLUMNS
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    clipforge.save(clipforge.create_model("tiny"), d, clipforge.get_tokenizer("tiny"))
-    return d
 
 
 def _manifest(root, image_col: str, caption_col: str, suffix: str):

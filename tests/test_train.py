@@ -372,3 +372,17 @@ def test_removed_tensorboard_field_is_dropped_with_a_warning(tmp_path):
     assert "tensorboard" not in cfg.to_dict() and cfg.model == "tiny"
     with pytest.warns(UserWarning, match="tensorboard"):
         TrainConfig.from_json(Path(clipforge.__file__).parent / "assets" / "default-model" / "train_config.json")
+
+
+def test_train_config_file_flag_and_its_deprecated_alias(tmp_path):
+    from clipforge.cli.main import build_parser
+    from clipforge.cli.train import config_from_args
+
+    base = tmp_path / "run.json"
+    base.write_text(json.dumps({"model": "tiny", "batch_size": 8, "max_steps": 3}))
+    args = build_parser().parse_args(["train", "--train-config", str(base), "--batch-size", "4"])
+    cfg = config_from_args(args)
+    assert (cfg.model, cfg.batch_size, cfg.max_steps) == ("tiny", 4, 3)  # the flag wins over the file
+    with pytest.warns(FutureWarning, match="--train-config"):
+        old = build_parser().parse_args(["train", "--config", str(base)])
+    assert config_from_args(old).batch_size == 8

@@ -23,7 +23,7 @@ MAX_ITER = 1000
 
 def _logistic(C: float, max_iter: int, seed: int):
     try:
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # optional (`eval` extra): only probes need scikit-learn
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ValueError("the linear probe needs scikit-learn: pip install scikit-learn") from exc
     return LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
@@ -36,7 +36,7 @@ SMALL_PROBLEM = 20_000_000
 
 def _blas_threads(work: int):
     """Single-threaded BLAS/OpenMP for small fits; no change for big ones."""
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # optional (`eval` extra, with scikit-learn)
 
     return threadpool_limits(limits=1) if work < SMALL_PROBLEM else contextlib.nullcontext()
 

@@ -1,6 +1,6 @@
 """One registry convention for everything chosen by name: `register` / `create` / `list` / `get`.
 
-Architectures, losses, adaptation methods, dataset kinds and CLI commands are
+Architectures, losses, adaptation methods, evaluation tasks, dataset kinds and CLI commands are
 each a `Registry`. Entries are registered where they are defined, with a decorator or a call:
 
     @LOSSES.register("clip")
@@ -107,6 +107,8 @@ ARCHITECTURES: Registry[Callable[[], Any]] = Registry("model config")
 LOSSES: Registry[Callable[..., Any]] = Registry("loss", case_sensitive=False)
 #: few-shot adaptation methods: name → an `Adapter` class (`clipforge.adapt`)
 ADAPTERS: Registry[type] = Registry("adaptation method")
+#: evaluation tasks: name → an `EvalTask` (what it needs from a dataset, how it runs) (`clipforge.evaluate`)
+EVAL_TASKS: Registry[Any] = Registry("evaluation task")
 #: named dataset kinds: spec prefix → a factory(spec text) → DatasetSource (`clipforge.evaluate`)
 DATASETS: Registry[Callable[[str], Any]] = Registry("dataset")
 #: CLI commands: name → module with HELP, add_arguments(parser), run(args) (`clipforge.cli`)

@@ -26,6 +26,7 @@ from ..api import load
 from ..checkpoints.io import read_tensor_file, save_safetensors
 from ..data.embedding import encode_pixels
 from ..files import write_text_atomic
+from ..registry import ADAPTERS
 from ..transforms import ImageTransform, TrainTransform
 from ..zeroshot import classifier_weights, resolve_templates
 
@@ -273,8 +274,6 @@ def load_adapter(
     directory: str | Path, backbone: Backbone | str | Path | None = None, check_backbone: bool = True
 ) -> Adapter:
     """Rebuild a saved adapter. `backbone` defaults to the checkpoint path recorded at save time."""
-    from .registry import get_method
-
     meta = read_adapter_config(directory)
     if not isinstance(backbone, Backbone):
         path = backbone if backbone is not None else meta["backbone"].get("path")
@@ -287,7 +286,7 @@ def load_adapter(
             f"{directory}: the backbone's weights differ from those the adapter was fitted on "
             f"(fingerprint {backbone.fingerprint} != {want}); pass the right --model"
         )
-    cls = get_method(meta["method"])
+    cls = ADAPTERS.get(meta["method"])
     adapter = cls(backbone, meta["classnames"], meta["templates"], **meta["config"])
     tensors, _ = read_tensor_file(Path(directory) / WEIGHTS_NAME)
     adapter._set_extra_state(meta.get("extra", {}))

@@ -34,6 +34,7 @@ class LinearProbe(Adapter):
         self.chosen_C: float | None = None
 
     def _fit(self, train, val) -> None:
+        # optional (`eval` extra): only the linear probe needs scikit-learn
         from sklearn.linear_model import LogisticRegression
 
 

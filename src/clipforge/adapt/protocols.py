@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
 from ..data.splits import stratified_split
 from ..probe import sample_shots
+from ..registry import ADAPTERS
 from .base import Adapter, Backbone
 from .data import FeatureCache, FewShotData
 
@@ -98,12 +98,20 @@ def dataset_splits(source: Any, max_samples: int | None = None, seed: int = 0) -
     return Splits(list(source.classnames), templates, wrap(train), wrap(val), wrap(test), source.name)
 
 
-def _prepared(method: str, backbone: Backbone, splits: Splits, cache: FeatureCache | None, views: int):
-    """(method class, train pool with features (+ augmented views if the method uses them), val pool)."""
-    from .registry import get_method
+def _prepared(
+    method: str,
+    backbone: Backbone,
+    splits: Splits,
+    cache: FeatureCache | None,
+    views: int,
+    augment: dict[str, Any] | None = None,
+):
+    """(method class, train pool with features (+ augmented views if the method uses them), val pool).
 
-    cls = get_method(method)
-    pool = splits.train.ensure(backbone, features=True, views=views if cls.uses_views else 0, cache=cache)
+    `augment`: the views' augmentation (`scale`, `hflip`; see `FewShotData.ensure`)."""
+    cls = ADAPTERS.get(method)
+    views = views if cls.uses_views else 0
+    pool = splits.train.ensure(backbone, features=True, views=views, cache=cache, **(augment or {}))
     return cls, pool, splits.val.ensure(backbone, features=True, cache=cache)
 
 
@@ -116,11 +124,17 @@ def few_shot_run(
     hparams: dict[str, Any] | None = None,
     cache: FeatureCache | None = None,
     views: int = 10,
-) -> tuple[Adapter, float]:
-    """Fit `method` on k shots (seed) with min(k, 4)-shot validation; returns (adapter, test accuracy)."""
-    cls, pool, val_pool = _prepared(method, backbone, splits, cache, views)
+    augment: dict[str, Any] | None = None,
+    test: bool = True,
+) -> tuple[Adapter, float | None]:
+    """Fit `method` on k shots (seed) with min(k, 4)-shot validation; returns (adapter, test accuracy or
+    None without `test`)."""
+    cls, pool, val_pool = _prepared(method, backbone, splits, cache, views, augment)
     train, val = shots(pool, k, seed), shots(val_pool, min(k, 4), seed)
     adapter = cls(backbone, splits.classnames, splits.templates, **(hparams or {})).fit(train, val)
+    if not test:
+        return adapter, None
+    splits.test.ensure(backbone, features=True, cache=cache)
     return adapter, score(adapter, splits.test)
 
 
@@ -133,9 +147,12 @@ def base_to_novel_run(
     hparams: dict[str, Any] | None = None,
     cache: FeatureCache | None = None,
     views: int = 10,
+    augment: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Train on base classes (k shots), test on base and novel classes; {base, novel, hm}."""
-    cls, pool, val = _prepared(method, backbone, splits, cache, views)
+    cls, pool, val = _prepared(method, backbone, splits, cache, views, augment)
+    if not cls.open_vocabulary:
+        raise ValueError(f"{method} cannot classify classes it was not trained on (no base-to-novel)")
     base, novel = base_novel_classes(len(splits.classnames))
     names = splits.classnames
     to_base = {c: i for i, c in enumerate(base)}
@@ -146,8 +163,3 @@ def base_to_novel_run(
     b = score(adapter, splits.test.relabel(to_base))
     n = score(novel_adapter, splits.test.relabel(to_novel))
     return {"base": b, "novel": n, "hm": harmonic_mean(b, n)}
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0

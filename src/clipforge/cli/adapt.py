@@ -16,7 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import add_model_arguments
+from ..adapt import Backbone, FeatureCache, get_method, list_methods
+from ..adapt import protocols as P
+from ..adapt.base import DEFAULT_SOURCE
+from ..evaluate import default_cache_dir, resolve_dataset
+from ..zeroshot import resolve_templates
+from .common import add_model_arguments, load_from_args
 
 HELP = "few-shot adaptation: CoOp, CoCoOp, MaPLe, CLIP-Adapter, Tip-Adapter(-F), GDA, probe, TPT, LoRA, WiSE-FT, soups"
 
@@ -70,8 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_methods() -> int:
-    from ..adapt import get_method, list_methods
-
     for name in list_methods():
         cls = get_method(name)
         fields = ", ".join(f"{f.name}={_default(f)}" for f in dataclasses.fields(cls.Config))
@@ -95,44 +98,30 @@ def run(args: argparse.Namespace) -> int:
     if args.precision != "fp32":
         raise ValueError("adapters are fitted in fp32; drop --precision")
 
-    from ..adapt import Backbone, FeatureCache, get_method
-    from ..adapt import protocols as P
-    from ..adapt.base import DEFAULT_SOURCE
-    from ..evaluate import default_cache_dir, resolve_dataset
-    from ..zeroshot import resolve_templates
-    from .common import load_from_args
-
     cls = get_method(args.method)
     model, preprocess, tokenizer = load_from_args(args)
     source = DEFAULT_SOURCE if args.model is None else str(Path(args.model).resolve())
     backbone = Backbone(model, preprocess, tokenizer, source)
-    source = resolve_dataset(args.dataset)
-    splits = P.dataset_splits(source, args.max_samples)
+    splits = P.dataset_splits(resolve_dataset(args.dataset), args.max_samples)
     if args.templates:
         splits.templates = resolve_templates(args.templates)
     cache = (
         None if args.no_cache else FeatureCache(default_cache_dir() if args.cache_dir == "default" else args.cache_dir)
     )
-    hparams = dict(args.hparams)
     augment = {"crop_scale": tuple(args.crop_scale), "hflip": not args.no_flip}
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    hparams = {**{k: v for k, v in augment.items() if k in fields}, **hparams}
-    view_aug = {"scale": augment["crop_scale"], "hflip": augment["hflip"]}
+    hparams = {**{k: v for k, v in augment.items() if k in fields}, **dict(args.hparams)}
+    views = {"views": args.views, "augment": {"scale": augment["crop_scale"], "hflip": augment["hflip"]}}
     start = time.perf_counter()
     result: dict[str, Any] = {"method": args.method, "dataset": args.dataset, "shots": args.shots, "seed": args.seed}
     if args.base_to_novel:
-        if not cls.open_vocabulary:
-            raise ValueError(f"{args.method} cannot classify classes it was not trained on (no base-to-novel)")
-        splits.train.ensure(backbone, features=True, views=args.views if cls.uses_views else 0, cache=cache, **view_aug)
         result["base_to_novel"] = P.base_to_novel_run(
-            args.method, backbone, splits, args.shots, args.seed, hparams, cache, args.views
+            args.method, backbone, splits, args.shots, args.seed, hparams, cache, **views
         )
     else:
-        views = args.views if cls.uses_views else 0
-        pool = splits.train.ensure(backbone, features=True, views=views, cache=cache, **view_aug)
-        val = splits.val.ensure(backbone, features=True, cache=cache)
-        train, val = P.shots(pool, args.shots, args.seed), P.shots(val, min(args.shots, 4), args.seed)
-        adapter = cls(backbone, splits.classnames, splits.templates, **hparams).fit(train, val)
+        adapter, _ = P.few_shot_run(
+            args.method, backbone, splits, args.shots, args.seed, hparams, cache, **views, test=False
+        )
         result["fit_seconds"] = round(time.perf_counter() - start, 2)
         if args.out:
             result["saved"] = str(adapter.save(args.out))

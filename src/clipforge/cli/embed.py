@@ -99,7 +99,7 @@ def _write_table(stem: Path, header: list[str], rows: list) -> None:
         writer.writerow(header)
         writer.writerows(rows)
     try:
-        import pyarrow as pa
+        import pyarrow as pa  # optional (`table` extra): the parquet copy is written only when it is installed
         import pyarrow.parquet as pq
     except ImportError:
         return

@@ -5,11 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..evaluate.config import EvalConfig
+from ..evaluate.results import write_report
+from ..evaluate.runner import evaluate, format_summary
+from ..registry import EVAL_TASKS
 from .common import add_model_arguments
 
 HELP = "evaluate a model: zero-shot, retrieval, linear probe, few-shot, robustness; or merge reports"
 
-TASK_CHOICES = ("zeroshot", "retrieval", "linear-probe", "few-shot", "robustness", "all")
+TASK_CHOICES = (*EVAL_TASKS.list(), "all")
+
+#: flag destinations → EvalConfig fields (the --no-* switches are mapped in `settings_from_args`)
+SETTING_FLAGS = {
+    "split": "split", "templates": "templates", "batch_size": "batch_size", "max_samples": "max_samples",
+    "seeds": "seeds", "shots": "shots", "probe_robustness": "probe_robustness", "cache_dir": "cache_dir",
+    "workers": "num_workers", "chunk_size": "query_chunk", "device": "device", "precision": "precision",
+    "backend": "backend", "adapter": "adapter", "config": "model_config", "activation": "activation",
+}
 
 
 def _ints(text: str) -> list[int]:
@@ -26,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["zeroshot"],
         metavar="TASK",
         help=f"one or more of {', '.join(TASK_CHOICES)} (default: zeroshot)",
+    )
+    parser.add_argument(
+        "--eval-config",
+        default=None,
+        metavar="JSON",
+        help="evaluation settings as a JSON object of EvalConfig fields; flags given with non-default values win",
     )
     parser.add_argument(
         "--dataset",
@@ -77,47 +95,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rep.add_argument("--out", dest="report_out", default="report", help="output path without extension")
 
 
+def settings_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The `EvalConfig` of a command line: --eval-config's, overridden by flags that differ from their defaults."""
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    base = EvalConfig.from_json(args.eval_config) if args.eval_config else EvalConfig()
+    # Without a file every flag (defaults included) is the setting; with one, only flags changed from their defaults.
+    explicit = [k for k in SETTING_FLAGS if getattr(args, k) != defaults.get_default(k)]
+    changes = {SETTING_FLAGS[k]: getattr(args, k) for k in (explicit if args.eval_config else SETTING_FLAGS)}
+    if args.no_cache:
+        changes["cache_dir"] = None
+    if args.no_plots:
+        changes["plots"] = False
+    if args.quiet:
+        changes["progress"] = False
+    return base.replace(**changes)
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "eval_command", None) == "report":
-        from ..evaluate.results import write_report
-
         csv_path, md_path = write_report(args.inputs, args.report_out)
         print(md_path.read_text(encoding="utf-8"))
         print(f"wrote {csv_path} and {md_path}", file=sys.stderr)
         return 0
     if not args.dataset:
         raise ValueError("--dataset is required (or use `clipforge eval report FILES...`)")
-    bad = [t for t in args.task for t in t.split(",") if t and t not in TASK_CHOICES]
-    if bad:
-        raise ValueError(f"unknown task(s) {bad}; choose from {', '.join(TASK_CHOICES)}")
-    if args.batch_size < 1 or args.chunk_size < 1:
-        raise ValueError("--batch-size and --chunk-size must be positive")
-
-    from ..evaluate.runner import evaluate, format_summary
-
-    outputs = evaluate(
-        args.task,
-        args.dataset,
-        args.model,
-        args.out,
-        split=args.split,
-        templates=args.templates,
-        batch_size=args.batch_size,
-        max_samples=args.max_samples,
-        seeds=args.seeds,
-        shots=args.shots,
-        probe_robustness=args.probe_robustness,
-        cache_dir=None if args.no_cache else args.cache_dir,
-        device=args.device,
-        precision=args.precision,
-        backend=args.backend,
-        adapter=args.adapter,
-        config=args.config,
-        activation=args.activation,
-        plots=not args.no_plots,
-        progress=not args.quiet,
-        num_workers=args.workers,
-        query_chunk=args.chunk_size,
-    )
+    outputs = evaluate(args.task, args.dataset, args.model, args.out, settings_from_args(args))
     print(format_summary(outputs))
     return 0 if any(o.result is not None for o in outputs) else 1

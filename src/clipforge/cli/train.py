@@ -1,6 +1,6 @@
 """`clipforge train`: contrastive training / fine-tuning; run under torchrun for several processes.
 
-Flags are generated from `TrainConfig`'s fields (one source of truth); `--config FILE.json` gives a
+Flags are generated from `TrainConfig`'s fields (one source of truth); `--train-config FILE.json` gives a
 base config that flags override. A config file from an older version holding the removed
 `tensorboard` field is read with a warning (the field is dropped).
 """
@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import typing
+import warnings
 
 from ..train import TrainConfig, train
 
@@ -23,9 +24,25 @@ FIELD_HELP = {
 }
 
 
+class _DeprecatedConfig(argparse.Action):
+    """`train --config FILE`: the old name of --train-config (elsewhere --config is an architecture)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        warnings.warn(
+            "clipforge train --config is deprecated: use --train-config FILE.json (the architecture is --model; "
+            "--config names an architecture in the other commands)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        setattr(namespace, self.dest, values)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--config`, `--resume`, `--quiet` and one flag per `TrainConfig` field."""
-    parser.add_argument("--config", dest="train_config", default=None, help="base TrainConfig JSON file")
+    """`--train-config`, `--resume`, `--quiet` and one flag per `TrainConfig` field."""
+    parser.add_argument(
+        "--train-config", dest="train_config", default=None, metavar="JSON", help="base TrainConfig JSON file"
+    )
+    parser.add_argument("--config", dest="train_config", action=_DeprecatedConfig, help=argparse.SUPPRESS)
     parser.add_argument("--resume", default="auto", help="auto (latest in out-dir), none, or a checkpoint path")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     hints = typing.get_type_hints(TrainConfig)
@@ -70,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The `--config` file (if any) with every flag given on the command line applied over it."""
+    """The `--train-config` file (if any) with every flag given on the command line applied over it."""
     base = TrainConfig.from_json(args.train_config).to_dict() if args.train_config else {}
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name, None)

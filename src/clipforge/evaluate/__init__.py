@@ -14,6 +14,7 @@ from ..probe import COARSE_GRID, fit_probe, linear_probe, sample_shots, search_C
 from . import builtin  # noqa: F401  (registers the shapes and digits datasets)
 from .builtin import DigitsSource, ShapesSource
 from .classification import classification_metrics, predict_chunked
+from .config import EvalConfig
 from .datasets import DatasetSource, EvalDataset, FileImages, ImageSource, stratified_split
 from .features import FeatureExtractor, ImageFeatures
 from .metrics import (
@@ -37,6 +38,7 @@ __all__ = [
     "TASKS",
     "DatasetSource",
     "DigitsSource",
+    "EvalConfig",
     "EvalDataset",
     "EvalResult",
     "Evaluator",

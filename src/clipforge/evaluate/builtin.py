@@ -206,6 +206,7 @@ class DigitsSource(DatasetSource):
 
     def __init__(self, names: str = "words", image_size: int = 64) -> None:
         try:
+            # optional (`eval` extra): only the digits dataset needs scikit-learn
             from sklearn.datasets import load_digits
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ValueError("the digits dataset needs scikit-learn: pip install scikit-learn") from exc

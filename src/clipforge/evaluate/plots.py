@@ -13,7 +13,7 @@ from .datasets import EvalDataset
 
 def _figure(width: float, height: float):
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # optional (`plot`/`eval` extras)
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ValueError("plots need matplotlib: pip install matplotlib (or pass --no-plots)") from exc

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..registry import EVAL_TASKS
 from . import plots
 from .metrics import effective_robustness
-from .tasks import TASKS, EvalResult
+from .tasks import EvalResult
 
 SCHEMA = "clipforge.eval/1"
 LEAD_COLUMNS = ("model", "model_hash", "dataset", "split", "shift", "task")
@@ -222,7 +223,7 @@ def write_report(inputs: Iterable[str | Path], out: str | Path) -> tuple[Path, P
         writer.writeheader()
         writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in cols} for row in rows)
     lines = ["# clipforge evaluation report", ""]
-    order = {t: i for i, t in enumerate(TASKS)}
+    order = {t: i for i, t in enumerate(EVAL_TASKS.list())}
     for task in sorted(dict.fromkeys(r["task"] for r in rows), key=lambda t: order.get(t, len(order))):
         sub = [r for r in rows if r["task"] == task]
         tcols = [c for c in _columns(sub) if c != "task"]

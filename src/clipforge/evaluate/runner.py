@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..adapt import Backbone, load_adapted
+from ..adapt.surface import check_runtime
 from ..api import load
+from ..registry import EVAL_TASKS
 from . import builtin  # noqa: F401  (registers shapes and digits)
+from .config import EvalConfig
 from .datasets import DatasetSource, EvalDataset
-from .ranking import DEFAULT_GALLERY_CHUNK, DEFAULT_QUERY_CHUNK
 from .results import save_result
 from .sources import resolve_dataset
-from .tasks import DEFAULT_SEEDS, DEFAULT_SHOTS, TASKS, EvalResult, Evaluator
+from .tasks import EvalResult, Evaluator
 
 
 def default_cache_dir() -> Path:
@@ -39,22 +42,11 @@ def parse_tasks(tasks: str | Sequence[str]) -> tuple[list[str], bool]:
     if not items:
         raise ValueError("no task given")
     if "all" in items:
-        return list(TASKS), True
-    unknown = [t for t in items if t not in TASKS]
+        return EVAL_TASKS.list(), True
+    unknown = [t for t in items if t not in EVAL_TASKS]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)} or all")
+        raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(EVAL_TASKS.list())} or all")
     return list(dict.fromkeys(items)), False
-
-
-def _why_not(task: str, source: DatasetSource, has_captions: Callable[[], bool]) -> str | None:
-    """Why `task` cannot run on `source` (None if it can)."""
-    if task in ("zeroshot", "linear-probe", "few-shot", "robustness") and source.classnames is None:
-        return "the dataset has no class labels"
-    if task == "robustness" and not source.robustness_variants():
-        return "the dataset has no distribution-shift variants"
-    if task == "retrieval" and not has_captions():
-        return "the dataset has no captions"
-    return None
 
 
 def _load_model(
@@ -71,14 +63,8 @@ def _load_model(
     return loaded, {"path": path, "name": name, "device": str(net.device), "runtime": net.runtime}
 
 
-ADAPTER_TASKS = ("zeroshot", "robustness")
-
-
 def _load_adapted(adapter: str | Path, model: Any, device: str | None, precision: str, backend: str | None):
     """(encoder, preprocess, tokenizer), the adapter as a fixed head, and what to record about them."""
-    from ..adapt import Backbone, load_adapted
-    from ..adapt.surface import check_runtime
-
     check_runtime(precision, backend)
     if isinstance(model, tuple):
         model = Backbone(*model)
@@ -100,63 +86,41 @@ def evaluate(
     datasets: str | DatasetSource | Sequence[str | DatasetSource],
     model: str | Path | tuple | None = None,
     out_dir: str | Path | None = "eval-results",
-    *,
-    split: str | None = None,
-    templates: str | Sequence[str] | None = None,
-    batch_size: int = 64,
-    max_samples: int | None = None,
-    seeds: Sequence[int] = DEFAULT_SEEDS,
-    shots: Sequence[int] = DEFAULT_SHOTS,
-    probe_robustness: bool = False,
-    cache_dir: str | Path | None = "default",
-    device: str | None = None,
-    precision: str = "fp32",
-    config: Any = None,
-    activation: str | None = None,
-    plots: bool = True,
-    progress: bool = True,
-    num_workers: int | None = None,
-    query_chunk: int = DEFAULT_QUERY_CHUNK,
-    gallery_chunk: int = DEFAULT_GALLERY_CHUNK,
-    backend: str | None = None,
-    adapter: str | Path | None = None,
+    settings: EvalConfig | None = None,
+    **options: Any,
 ) -> list[RunOutput]:
     """Run `tasks` on every dataset with one model; write one JSON (+ PNGs) per task into `out_dir`.
 
     `model` is a checkpoint path (None = the embedded default model) or a ready
     `(model, preprocess, tokenizer)` tuple. `tasks="all"` runs every task a dataset supports and
     reports the others as skipped; naming a task that does not fit raises ValueError.
-    `cache_dir=None` disables the feature cache ("default": see `default_cache_dir`).
-    `precision`/`backend` choose the inference engine (see `clipforge.load`). `adapter`: a fitted
-    adapter directory whose classifier replaces the prompt ensemble (zeroshot and robustness only;
-    `model`, if given, is its backbone, else the checkpoint the adapter records).
+    `settings` is an `EvalConfig`; keyword `options` override its fields (`config=` is the
+    architecture override, as in `clipforge.load`). With `adapter`, a fitted adapter's classifier
+    replaces the prompt ensemble (tasks registered `with_adapter` only; `model`, if given, is its
+    backbone, else the checkpoint the adapter records).
     """
+    if "config" in options:
+        options["model_config"] = options.pop("config")
+    cfg = (settings or EvalConfig()).replace(**options)
     names, is_all = parse_tasks(tasks)
-    if adapter is not None:
+    if cfg.adapter is not None:
+        fits = [t for t in EVAL_TASKS.list() if EVAL_TASKS.get(t).with_adapter]
         if is_all:
-            names = list(ADAPTER_TASKS)
-        other = [t for t in names if t not in ADAPTER_TASKS]
+            names = fits
+        other = [t for t in names if t not in fits]
         if other:
-            raise ValueError(
-                f"an adapter classifies with its own head: tasks {other} do not apply (use {ADAPTER_TASKS})"
-            )
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be positive, got {max_samples}")
-    if any(k < 1 for k in shots) or not shots:
-        raise ValueError(f"shots must be positive integers, got {list(shots)}")
-    if not seeds:
-        raise ValueError("give at least one seed")
+            raise ValueError(f"an adapter classifies with its own head: tasks {other} do not apply (use {fits})")
     specs = [datasets] if isinstance(datasets, (str, Path, DatasetSource)) else list(datasets)
     sources = [resolve_dataset(s) for s in specs]
-    plans = [_plan(source, names, is_all, split, max_samples) for source in sources]  # fail before any work
+    plans = [_plan(source, names, is_all, cfg.split, cfg.max_samples) for source in sources]  # fail before any work
     head = None
-    if adapter is not None:
-        (net, preprocess, tokenizer), head, info = _load_adapted(adapter, model, device, precision, backend)
+    if cfg.adapter is not None:
+        loaded, head, info = _load_adapted(cfg.adapter, model, cfg.device, cfg.precision, cfg.backend)
     else:
-        (net, preprocess, tokenizer), info = _load_model(model, device, precision, backend, config, activation)
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
+        loaded, info = _load_model(model, cfg.device, cfg.precision, cfg.backend, cfg.model_config, cfg.activation)
+    cache = default_cache_dir() if cfg.cache_dir == "default" else cfg.cache_dir
     ev = Evaluator(
-        net, preprocess, tokenizer, cache, batch_size, num_workers, progress, query_chunk, gallery_chunk, info, head
+        *loaded, cache, cfg.batch_size, cfg.num_workers, cfg.progress, cfg.query_chunk, cfg.gallery_chunk, info, head
     )
     outputs: list[RunOutput] = []
     for source, (test_set, plan) in zip(sources, plans):
@@ -164,17 +128,8 @@ def evaluate(
             if reason is not None:
                 outputs.append(RunOutput(task, source.name, skipped=reason))
                 continue
-            if task == "zeroshot":
-                result = ev.zeroshot(test_set(), templates)
-            elif task == "retrieval":
-                result = ev.retrieval(test_set())
-            elif task == "linear-probe":
-                result = ev.linear_probe(source, split, max_samples)
-            elif task == "few-shot":
-                result = ev.few_shot(source, shots, seeds, templates, split, max_samples)
-            else:
-                result = ev.robustness(source, templates, max_samples, probe_robustness)
-            path = save_result(result, out_dir, plots) if out_dir is not None else None
+            result = EVAL_TASKS.get(task).run(ev, source, test_set, cfg)
+            path = save_result(result, out_dir, cfg.plots) if out_dir is not None else None
             outputs.append(RunOutput(task, source.name, result, path))
     return outputs
 
@@ -195,7 +150,7 @@ def _plan(
 
     plan = []
     for task in tasks:
-        reason = _why_not(task, source, lambda: test_set().has_captions)
+        reason = EVAL_TASKS.get(task).why_not(source, test_set)
         if reason is not None and not is_all:
             raise ValueError(f"cannot run {task} on {source.name!r}: {reason}")
         plan.append((task, reason))

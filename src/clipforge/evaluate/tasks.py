@@ -1,7 +1,8 @@
-"""The five evaluation tasks, run by an `Evaluator` that owns one model and its feature cache.
+"""The evaluation tasks, run by an `Evaluator` that owns one model and its feature cache.
 
 Each task returns an `EvalResult`: headline numbers (`summary`), full `metrics`, the parameters
 that produced them, and in-memory `artifacts` for plotting. Writing files is `results.py`'s job.
+The tasks `evaluate()` can run by name are `EvalTask`s in `clipforge.registry.EVAL_TASKS` (end of file).
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..probe import COARSE_GRID, REFINE_STEPS, fit_probe, linear_probe, mean_std, sample_shots
+from ..registry import EVAL_TASKS
 from ..zeroshot import ZeroShotClassifier, resolve_templates
 from . import metrics as M
 from .classification import classification_metrics, predict_chunked
+from .config import DEFAULT_SEEDS, DEFAULT_SHOTS, EvalConfig
 from .datasets import DatasetSource, EvalDataset, stratified_split
 from .features import FeatureExtractor
 from .ranking import DEFAULT_GALLERY_CHUNK, DEFAULT_QUERY_CHUNK, chunked_topk, rank_summary, retrieval_ranks
 
-TASKS = ("zeroshot", "retrieval", "linear-probe", "few-shot", "robustness")
-DEFAULT_SHOTS = (1, 2, 4, 8, 16)
-DEFAULT_SEEDS = (0, 1, 2)
 RETRIEVAL_KS = (1, 5, 10)
 
 
@@ -475,3 +475,82 @@ class Evaluator:
             notes=notes,
             artifacts={"table": rows},
         )
+
+
+# -- the task registry ------------------------------------------------------------------------------
+
+#: what a task can need from a dataset, and how to tell whether a dataset has it
+NEEDS = {
+    "labels": "the dataset has no class labels",
+    "captions": "the dataset has no captions",
+    "variants": "the dataset has no distribution-shift variants",
+}
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """A task `evaluate()` runs by name.
+
+    `run(evaluator, source, test_set, config)` returns the result; `test_set()` loads the
+    evaluation split lazily (tasks that draw their own splits ignore it). `needs` names keys of
+    `NEEDS`; `with_adapter` says whether a fitted adapter's head may stand in for the prompts.
+    """
+
+    run: Callable[[Evaluator, DatasetSource, Callable[[], EvalDataset], EvalConfig], EvalResult]
+    needs: tuple[str, ...] = ()
+    with_adapter: bool = False
+
+    def why_not(self, source: DatasetSource, test_set: Callable[[], EvalDataset]) -> str | None:
+        """Why this task cannot run on `source` (None if it can)."""
+        for need in self.needs:
+            if need == "labels" and source.classnames is None:
+                return NEEDS[need]
+            if need == "variants" and not source.robustness_variants():
+                return NEEDS[need]
+            if need == "captions" and not test_set().has_captions:
+                return NEEDS[need]
+        return None
+
+
+def register_task(name: str, task: EvalTask, help: str) -> EvalTask:
+    """Make `task` runnable as `evaluate(name, ...)` / `clipforge eval --task name`."""
+    unknown = [n for n in task.needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"task {name!r} needs {unknown}; known needs: {', '.join(NEEDS)}")
+    return EVAL_TASKS.register(name, task, help)
+
+
+register_task(
+    "zeroshot",
+    EvalTask(lambda ev, src, test, c: ev.zeroshot(test(), c.templates), ("labels",), with_adapter=True),
+    "zero-shot classification: top-1/5, mean per-class recall, confusion, ECE",
+)
+register_task(
+    "retrieval",
+    EvalTask(lambda ev, src, test, c: ev.retrieval(test()), ("captions",)),
+    "image↔text recall@k, mean and median rank",
+)
+register_task(
+    "linear-probe",
+    EvalTask(lambda ev, src, test, c: ev.linear_probe(src, c.split, c.max_samples), ("labels",)),
+    "logistic regression on frozen features, C chosen on validation",
+)
+register_task(
+    "few-shot",
+    EvalTask(
+        lambda ev, src, test, c: ev.few_shot(src, c.shots, c.seeds, c.templates, c.split, c.max_samples), ("labels",)
+    ),
+    "k-shot linear probes (and zero-shot-initialised ones) over seeds",
+)
+register_task(
+    "robustness",
+    EvalTask(
+        lambda ev, src, test, c: ev.robustness(src, c.templates, c.max_samples, c.probe_robustness),
+        ("labels", "variants"),
+        with_adapter=True,
+    ),
+    "accuracy under each distribution shift next to in-distribution accuracy",
+)
+
+#: the built-in tasks, in report order (others may register more in EVAL_TASKS)
+TASKS = tuple(EVAL_TASKS.list())

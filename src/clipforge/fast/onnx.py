@@ -132,7 +132,7 @@ def verify_onnx(model: CLIP, directory: str | Path, batch: int = 3) -> tuple[flo
 
 def session(path: str | Path, threads: int | None = None):
     """An onnxruntime CPU session with all graph optimisations and `threads` intra-op threads."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional (`onnx` extra): only the ONNX backend needs it
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -143,7 +143,7 @@ def session(path: str | Path, threads: int | None = None):
 
 def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantisation of an ONNX graph's MatMul weights (onnxruntime.quantization)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # optional (`onnx` extra)
 
     root = logging.getLogger()
     level = root.level

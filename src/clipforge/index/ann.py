@@ -34,7 +34,7 @@ MAX_TRAIN_POINTS = 262_144
 
 def _faiss():
     try:
-        import faiss
+        import faiss  # optional (`index` extra): only ANN indexes need faiss
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("clipforge.index needs faiss: pip install faiss-cpu") from exc
     return faiss

@@ -26,7 +26,16 @@ from ..files import atomic_path
 from . import ann
 from .distributed import DistContext, context_from_env
 from .embedder import embed_items
-from .store import FORMAT_VERSION, IndexStore, Run, items_table, read_table, table_items, write_table
+from .store import (
+    FORMAT_VERSION,
+    IndexStore,
+    Run,
+    concat_tables,
+    items_table,
+    read_table,
+    table_items,
+    write_table,
+)
 
 
 @dataclass
@@ -304,9 +313,7 @@ def _merge(store: IndexStore, opts: BuildOptions) -> dict[str, int]:
     if total == 0:
         raise ValueError(f"{store.root}: no image could be read (see the skipped items in shards/*.done.json)")
     tables = [read_table(store.shard_path(s, ".parquet")) for s in shards]
-    import pyarrow as pa
-
-    write_table(store.metadata_path, pa.concat_tables(tables))
+    write_table(store.metadata_path, concat_tables(tables))
     kind = opts.index_type if opts.index_type != "auto" else manifest.get("index_type", "auto")
     spec = _write_faiss(store, manifest, shards, rows, ".npy", "image", kind)
     if captions:

@@ -33,7 +33,7 @@ META_COLUMNS = ("id", "path", "key", "caption", "member", "offset", "size")
 
 def _pa():
     try:
-        import pyarrow as pa
+        import pyarrow as pa  # optional (`index` extra): imported where tables are read or written
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("clipforge.index needs pyarrow: pip install pyarrow") from exc
@@ -66,6 +66,11 @@ def write_table(path: Path, table) -> None:
 def read_table(path: Path):
     _, pq = _pa()
     return pq.read_table(str(path))
+
+
+def concat_tables(tables: Sequence[Any]):
+    pa, _ = _pa()
+    return pa.concat_tables(tables)
 
 
 def table_items(table) -> tuple[list[int], list[Item]]:

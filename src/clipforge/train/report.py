@@ -12,7 +12,7 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # after choosing the non-interactive backend
     except ImportError:
         return None
     train = [r for r in history if "loss" in r]
