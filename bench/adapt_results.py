@@ -1,6 +1,6 @@
 """Few-shot adaptation results on the shapes world: every method vs zero-shot, base-to-novel, WiSE-FT under shift.
 
-    python bench/adapt_results.py --model /work/runs/default/final --tasks shape colour \
+    python bench/adapt_results.py --model RUN/final --tasks shape colour \
         --shots 1 2 4 8 16 --seeds 0 1 --docs docs/adaptation.md
 
 writes bench/results/adapt_results.json and (with --docs) replaces the results section of

@@ -53,7 +53,8 @@ from common import (  # noqa: E402
     write_json,
 )
 
-DEFAULT_OPENCLIP_PYTHON = "/work/venv-oc/bin/python"
+#: the peer virtualenv's python (open_clip needs torchvision, which does not import beside this torch build)
+DEFAULT_OPENCLIP_PYTHON = os.environ.get("CLIPFORGE_PEER_PYTHON", "")
 SOT, EOT = 49406, 49407
 
 # Goals of the fast-inference issue: (our impl, peer, minimum ratio).
@@ -714,7 +715,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-hf", action="store_true")
     p.add_argument("--no-exactness", action="store_true", help="skip comparing every implementation's features")
     p.add_argument(
-        "--openclip-python", default=DEFAULT_OPENCLIP_PYTHON, help="python of a venv with open_clip ('' = skip)"
+        "--openclip-python",
+        default=DEFAULT_OPENCLIP_PYTHON,
+        help="python of a venv with open_clip (default: $CLIPFORGE_PEER_PYTHON; unset = skip open_clip)",
     )
     p.add_argument("--only", default="", help="comma-separated clipforge impl names to build (default: all)")
     p.add_argument("--out", default=None, help="output JSON name in bench/results/ (default: inference-<time>.json)")

@@ -5,7 +5,7 @@ precision) runs in its own subprocess (so peak RSS is its own), several times, i
 median is reported. OpenCLIP runs in a Python that can import it (`--peer-python`, e.g. a venv with
 torchvision); without one only clipforge is measured.
 
-    python bench/bench_train.py --peer-python /work/venv-oc/bin/python
+    python bench/bench_train.py --peer-python "$CLIPFORGE_PEER_PYTHON"    # see bench/README.md: the peer venv
 """
 
 from __future__ import annotations
@@ -104,7 +104,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    p.add_argument("--peer-python", default=None, help="a python that imports open_clip")
+    p.add_argument(
+        "--peer-python",
+        default=os.environ.get("CLIPFORGE_PEER_PYTHON") or None,
+        help="a python that imports open_clip (default: $CLIPFORGE_PEER_PYTHON; unset = clipforge only)",
+    )
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
     p.add_argument("--worker", nargs=2, metavar=("IMPL", "PRECISION"), help=argparse.SUPPRESS)
     args = p.parse_args()
