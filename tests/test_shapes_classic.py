@@ -15,14 +15,34 @@ from clipforge.data.shapes import ShapesClassification, ShapesWorld
 
 # sha256(image bytes + caption + per-object coverage masks)[:16]
 EXPECTED = {
-    ("train", 0, None, 64): {0: "efd0ee9d3ae9f912", 1: "339e1cdc7f29b1f9", 2: "fc3f89648c2accbc",
-                             17: "c0e3ae8056d0d840", 999: "ced85973a49bc068"},
-    ("val", 0, None, 64): {0: "51e2f7cc951b5a82", 1: "1fb44533e26fea40", 2: "5b448500c0737da8",
-                           17: "c7eebf6956938edc", 999: "ee3d75b31c9450b2"},
-    ("test", 0, None, 64): {0: "f4f90247a448b88b", 1: "c2c1ad820489cea1", 2: "a3a2516fb33cf1f4",
-                            17: "1ba6c5f0915469a6", 999: "bb7ce530f142fca1"},
-    ("test_compositional", 0, None, 64): {0: "f37592b690977949", 1: "fb6ac1c6eab8910c", 2: "aa7a2fc83cb5a72b",
-                                          17: "a859517d2b18483d", 999: "61fdea9febdfa276"},
+    ("train", 0, None, 64): {
+        0: "efd0ee9d3ae9f912",
+        1: "339e1cdc7f29b1f9",
+        2: "fc3f89648c2accbc",
+        17: "c0e3ae8056d0d840",
+        999: "ced85973a49bc068",
+    },
+    ("val", 0, None, 64): {
+        0: "51e2f7cc951b5a82",
+        1: "1fb44533e26fea40",
+        2: "5b448500c0737da8",
+        17: "c7eebf6956938edc",
+        999: "ee3d75b31c9450b2",
+    },
+    ("test", 0, None, 64): {
+        0: "f4f90247a448b88b",
+        1: "c2c1ad820489cea1",
+        2: "a3a2516fb33cf1f4",
+        17: "1ba6c5f0915469a6",
+        999: "bb7ce530f142fca1",
+    },
+    ("test_compositional", 0, None, 64): {
+        0: "f37592b690977949",
+        1: "fb6ac1c6eab8910c",
+        2: "aa7a2fc83cb5a72b",
+        17: "a859517d2b18483d",
+        999: "61fdea9febdfa276",
+    },
     ("test", 3, "noise", 64): {0: "f190f99718a537bb", 5: "c294d0b8b6b69ce1"},
     ("test", 3, "blur", 64): {0: "c61cb47102e2f446", 5: "a95b8c45ce6c5d20"},
     ("test", 3, "sketch", 64): {0: "9f274b9fd7088f71", 5: "29b740f7522e69fb"},
