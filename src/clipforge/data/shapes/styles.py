@@ -421,19 +421,17 @@ def paint_field(pixels: np.ndarray, mask: np.ndarray, rgb: Sequence[float], fiel
 
 
 def light(pixels: np.ndarray, rng: np.random.Generator, variety: Variety) -> np.ndarray:
-    """Directional lighting, a colour cast and sensor grain over the whole image (float pixels)."""
+    """Directional lighting, a colour cast and sensor grain over the whole image (float pixels, in place)."""
     size = pixels.shape[0]
-    gain = np.ones((1, 1, 3), np.float32)
     if variety.colour_cast > 0:
         cast = rng.uniform(-variety.colour_cast, variety.colour_cast)
-        gain = np.array([1 + cast, 1, 1 - cast], np.float32).reshape(1, 1, 3)
+        pixels *= np.array([1 + cast, 1, 1 - cast], np.float32)
     if variety.lighting > 0:
         x, y = _coords(size)
         theta = rng.uniform(0, 2 * np.pi)
         strength = np.float32(rng.uniform(0, variety.lighting) / math.sqrt(0.5))
         ramp = (math.cos(theta) * (x - 0.5) + math.sin(theta) * (y - 0.5)) * strength + 1
-        gain = ramp[..., None] * gain
-    pixels = pixels * gain
+        pixels *= ramp[..., None]
     if rng.random() < variety.grain:
         sigma = np.float32(rng.uniform(2, 6))
         pixels += _gaussian(rng, pixels.shape[0], pixels.shape[1], 3) * sigma
