@@ -140,7 +140,8 @@ def test_single_object_images_are_the_majority(world: ShapesWorld) -> None:
 def test_captions_use_only_vocabulary_words(world: ShapesWorld) -> None:
     vocab = set(vocabulary())
     assert world.vocabulary() == sorted(vocab)
-    worlds = [world.with_(split=s) for s in SPLITS] + [world.with_(shift="sketch")]
+    worlds = [world.with_(split=s) for s in world.splits] + [world.with_(shift="sketch")]
+    worlds += [world.with_(variety="rich", split=s) for s in SPLITS]  # the rich world adds test_style
     for w in worlds:
         for i in range(250):
             caption = w.sample(i).caption

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         nargs="+",
         metavar="DATASET",
-        help="shapes:TASK[:SPLIT][@SHIFT], digits[:numerals], a class-folder tree, "
+        help="shapes:TASK[:SPLIT][@SHIFT][?variety=rich], digits[:numerals], a class-folder tree, "
         "a CSV/TSV/JSONL manifest, or a registry .json",
     )
     parser.add_argument("--split", default=None, help="split to test on (default: test, or all data)")

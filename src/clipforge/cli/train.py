@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=f.name,
                 nargs="+",
                 default=None,
-                help="sources: shapes[:N], CSV/TSV/JSONL manifests, folders, tar shards ({a..b} ok)",
+                help="sources: shapes[:N][::variety=rich], CSV/TSV/JSONL manifests, folders, tar shards ({a..b} ok)",
             )
         elif f.name == "val_datasets":
             parser.add_argument(

@@ -7,7 +7,9 @@
 Named sources (`shapes`, `digits`, anything registered as a dataset) split their fields on ":",
 take a distribution shift after "@" and may also take options as `?key=value&key=value`. For the
 shapes world a purely numeric field is the sample count, so `shapes:200000`, `shapes:shape:test`
-and `shapes:colour:test@blur::n=500` mean the same thing to every command.
+and `shapes:colour:test@blur::n=500` mean the same thing to every command, and so does the drawing
+variety option: `shapes:200000::variety=rich`, `shapes:shape:test_style?variety=rich`,
+`shapes:seg:val?variety=rich` (the masks, `clipforge.data.masks.open_mask_source`).
 """
 
 from __future__ import annotations

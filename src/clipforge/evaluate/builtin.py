@@ -1,8 +1,11 @@
 """Built-in datasets that need no download: the shapes world and scikit-learn's digits.
 
-Specs: `shapes:TASK[:SPLIT][@SHIFT][?seed=0&image_size=64&n=1000&captions=1]` with TASK one of the
-shapes world's classification tasks (shape, colour, shape_colour, size, position, style) or
-`captions` (multi-object scenes, retrieval only); `digits[:words|:numerals][?image_size=64]`.
+Specs: `shapes:TASK[:SPLIT][@SHIFT][?seed=0&image_size=64&n=1000&captions=1&variety=classic]` with TASK
+one of the shapes world's classification tasks (shape, colour, shape_colour, size, position, style) or
+`captions` (multi-object scenes, retrieval only), and `variety` one of the world's drawing varieties
+(classic, rich, clean; the rich ones add the `test_style` split of held-out drawing styles);
+`digits[:words|:numerals][?image_size=64]`. The shapes world's masks (`shapes:seg`) are a mask
+dataset: `clipforge.data.masks.open_mask_source`.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class ShapesImages:
 class ShapesSource(DatasetSource):
     """A view of the shapes world: one attribute as class label, plus the scenes' captions."""
 
-    DEFAULT_SIZES = {"train": 2000, "val": 500, "test": 1000, "test_compositional": 1000}
+    DEFAULT_SIZES = {"train": 2000, "val": 500, "test": 1000, "test_compositional": 1000, "test_style": 1000}
 
     def __init__(
         self,
@@ -79,11 +82,16 @@ class ShapesSource(DatasetSource):
         captions_per_image: int = 1,
         split: str | None = None,
         shift: str | None = None,
+        variety: str = "classic",
     ) -> None:
+        if task == "seg":
+            raise ValueError("shapes:seg is a mask dataset: open it with clipforge.data.masks.open_mask_source")
         if task != "captions" and task not in sw.TASKS:
             raise ValueError(f"shapes task must be one of {', '.join((*sw.TASKS, 'captions'))}, got {task!r}")
-        if split is not None and split not in sw.SPLITS:
-            raise ValueError(f"shapes split must be one of {', '.join(sw.SPLITS)}, got {split!r}")
+        self.variety = variety
+        self._world = sw.ShapesWorld(variety=variety)  # validates the variety; knows its splits
+        if split is not None and split not in self._world.splits:
+            raise ValueError(f"shapes split must be one of {', '.join(self._world.splits)}, got {split!r}")
         if shift is not None and shift not in sw.SHIFTS:
             raise ValueError(f"shapes shift must be one of {', '.join(sw.SHIFTS)}, got {shift!r}")
         if captions_per_image < 0:
@@ -91,7 +99,7 @@ class ShapesSource(DatasetSource):
         self.task, self.seed, self.image_size = task, seed, image_size
         self.size, self.captions_per_image = size, captions_per_image
         self.fixed_split, self.fixed_shift = split, shift
-        self.name = f"shapes:{task}"
+        self.name = f"shapes:{task}" if variety == "classic" else f"shapes:{task}?variety={variety}"
         if task == "captions":
             self.classnames, self.templates = None, None
         else:
@@ -100,7 +108,7 @@ class ShapesSource(DatasetSource):
 
     @property
     def splits(self) -> tuple[str, ...]:
-        return sw.SPLITS
+        return self._world.splits
 
     @property
     def shifts(self) -> tuple[str, ...]:
@@ -110,10 +118,12 @@ class ShapesSource(DatasetSource):
         return self.fixed_split or "test"
 
     def robustness_variants(self) -> list[tuple[str, str, str | None]]:
-        """(name, split, shift) of every distribution shift, including the held-out compositions."""
+        """(name, split, shift) of every distribution shift, the held-out compositions and styles."""
         variants = [(s, "test", s) for s in self.shifts]
         if self.task != "captions":
             variants.append(("compositional", "test_compositional", None))
+        if "test_style" in self.splits:
+            variants.append(("style", "test_style", None))
         return variants
 
     def default_shift(self) -> str | None:
@@ -123,7 +133,9 @@ class ShapesSource(DatasetSource):
         n = self.size or self.DEFAULT_SIZES[split]
         if max_samples is not None:
             n = min(n, max_samples)
-        world = sw.ShapesWorld(seed=self.seed, image_size=self.image_size, split=split, size=n, shift=shift)
+        world = sw.ShapesWorld(
+            seed=self.seed, image_size=self.image_size, split=split, size=n, shift=shift, variety=self.variety
+        )
         labels = None
         if self.task != "captions":
             view = sw.ShapesClassification(world, task=self.task)
@@ -140,7 +152,14 @@ class ShapesSource(DatasetSource):
             templates=self.templates,
             captions=captions,
             caption_image=owner,
-            info={"world": {"seed": world.seed, "image_size": world.image_size, "size": world.size}},
+            info={
+                "world": {
+                    "seed": world.seed,
+                    "image_size": world.image_size,
+                    "size": world.size,
+                    "variety": world.variety_config.name,
+                }
+            },
         )
 
     def _captions(self, world: sw.ShapesWorld) -> tuple[list[str] | None, np.ndarray | None]:
@@ -177,8 +196,9 @@ def _shapes_factory(spec: str) -> ShapesSource:
         captions_per_image=_int_option(options, "captions", 2 if task == "captions" else 1, spec),
         split=split,
         shift=shift,
+        variety=options.pop("variety", "classic"),
     )
-    _no_extra(options, spec, "seed, image_size, n, captions")
+    _no_extra(options, spec, "seed, image_size, n, captions, variety")
     return source
 
 

@@ -96,9 +96,11 @@ class TarShardSource(PairSource):
 class ShapesSource(PairSource):
     """The synthetic shapes world, generated on the fly."""
 
-    def __init__(self, size: int, seed: int = 0, image_size: int = 64, split: str = "train") -> None:
-        self.world = ShapesWorld(seed=seed, image_size=image_size, split=split, size=size)
-        self.name = f"shapes:{split}"
+    def __init__(
+        self, size: int, seed: int = 0, image_size: int = 64, split: str = "train", variety: str = "classic"
+    ) -> None:
+        self.world = ShapesWorld(seed=seed, image_size=image_size, split=split, size=size, variety=variety)
+        self.name = f"shapes:{split}" if variety == "classic" else f"shapes:{split}?variety={variety}"
 
     def __len__(self) -> int:
         return len(self.world)
@@ -112,7 +114,7 @@ def open_source(spec: str | dict[str, Any]) -> PairSource:
     """A source from a data spec (`clipforge.data.spec`): `shapes[:SPLIT][:N]`, a manifest, a folder or shards.
 
     A dict spec carries options as keys: {"path": ..., "image_column": ..., "caption_column": ...,
-    "size": N, "seed": S, "image_size": px, "weight": w}.
+    "size": N, "seed": S, "image_size": px, "variety": "rich", "weight": w}.
     """
     opts = dict(spec) if isinstance(spec, dict) else {}
     parsed = parse_spec(str(opts.pop("path")) if isinstance(spec, dict) else spec)
@@ -138,7 +140,8 @@ def open_source(spec: str | dict[str, Any]) -> PairSource:
 
 
 def _shapes(spec: Spec) -> ShapesSource:
-    """`shapes[:SPLIT][:N]` (a task field, as in eval specs, is accepted and ignored: training uses captions)."""
+    """`shapes[:SPLIT][:N][::variety=rich]` (a task field, as in eval specs, is accepted and ignored:
+    training uses captions). Options: n (or size), seed, image_size, variety (classic, rich, clean)."""
     named = parse_named(spec)
     split, size = "train", None
     for part in named.fields:
@@ -153,8 +156,9 @@ def _shapes(spec: Spec) -> ShapesSource:
         seed=spec.pop_int("seed", 0) or 0,
         image_size=spec.pop_int("image_size", 64) or 64,
         split=split,
+        variety=spec.options.pop("variety", "classic"),
     )
-    spec.no_more_options("n (or size), seed, image_size")
+    spec.no_more_options("n (or size), seed, image_size, variety")
     return source
 
 
