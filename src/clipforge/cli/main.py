@@ -17,6 +17,7 @@ from ..registry import COMMANDS
 
 _COMMAND_MODULES = (
     "demo", "classify", "embed", "convert", "info", "train", "eval", "adapt", "export", "index", "search", "serve",
+    "segment",
 )
 for _name in _COMMAND_MODULES:
     COMMANDS.register_lazy(_name, f"clipforge.cli.{_name}")
