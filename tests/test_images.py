@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from clipforge.images import (
+    DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
     ImageDecodeError,
     SkipLog,
@@ -136,6 +137,21 @@ def test_pixel_limit_checked_before_decoding(tmp_path: Path, monkeypatch: pytest
     assert load_image(path, max_pixels=None).size == (2000, 1500)
     assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == before  # no global leaks
     assert DEFAULT_MAX_PIXELS == 2**27
+
+
+def test_sliver_images_are_refused_from_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 664-byte 200000 x 1 PNG passes any pixel limit, but preprocessing would make it 12.8M x 64."""
+    path = tmp_path / "sliver.png"
+    Image.new("RGB", (200_000, 1)).save(path)
+    assert path.stat().st_size < 1000
+    with monkeypatch.context() as m:
+        m.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixel data was decoded"))
+        err = _expect_error(path, "extreme aspect ratio")
+        assert err.source == str(path)
+        assert "200000x1" in err.reason and f"max_aspect_ratio={DEFAULT_MAX_ASPECT_RATIO:g}" in err.reason
+        _expect_error(_encode(Image.new("L", (1, 300)), "PNG"), "extreme aspect ratio", max_aspect_ratio=50)
+    assert load_image(path, max_aspect_ratio=None).size == (200_000, 1)
+    assert load_image(_encode(Image.new("L", (int(DEFAULT_MAX_ASPECT_RATIO) * 3, 3)), "PNG")).mode == "RGB"
 
 
 def test_disallowed_format_is_refused_unless_asked() -> None:

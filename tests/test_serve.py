@@ -254,6 +254,17 @@ def test_malformed_requests_get_clear_4xx(client, index):
     assert client.get("/health").status_code == 200  # still healthy afterwards
 
 
+def test_sliver_upload_is_refused_before_it_costs_memory(client):
+    """A 664-byte 200000 x 1 PNG took the server from 0.5 to 4.4 GB (resized to 12.8M x 64): now a 413."""
+    sliver = png((200_000, 1))
+    assert len(sliver) < 1000
+    for path, data in (("/search", {}), ("/classify", {"labels": "a,b"}), ("/embed", {})):
+        res = client.post(path, files={"image": ("s.png", sliver, "image/png")}, data=data)
+        assert res.status_code == 413, (path, res.text[:200])
+        assert "aspect ratio" in res.json()["detail"] and "200000x1" in res.json()["detail"]
+    assert client.get("/health").json()["limits"]["max_image_aspect_ratio"] == 100
+
+
 def test_specific_status_codes(client, index):
     image = ("q.png", index.image_bytes(1), "image/png")
     assert client.post("/search", files={"image": ("x.png", b"\0" * 400_000, "image/png")}).status_code == 413

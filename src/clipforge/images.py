@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "DEFAULT_MAX_ASPECT_RATIO",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "SAFE_FORMATS",
@@ -42,6 +43,13 @@ __all__ = [
 #: while reading the header, and warns above `Image.MAX_IMAGE_PIXELS` (~89 MP); we never change
 #: that global, so a `max_pixels` larger than Pillow's hard limit has no effect beyond it.
 DEFAULT_MAX_PIXELS = 2**27
+
+#: Default limit on the ratio of an image's long side to its short side (e.g. 100 allows 10000 x 100).
+#: A pixel limit alone does not bound what preprocessing makes of an image: a 664-byte 200000 x 1 PNG
+#: has only 200k pixels, but resizing its short side to 64 would make it 12.8M x 64. Such slivers are
+#: refused from the header, before decoding; the transforms also crop before resizing (see
+#: `clipforge.transforms`), so an image that reaches them by another way is bounded too.
+DEFAULT_MAX_ASPECT_RATIO = 100.0
 
 #: File extensions `iter_image_files` picks up when expanding folders and globs (case-insensitive).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -132,6 +140,7 @@ def load_image(
     source: str | Path | bytes | bytearray | memoryview | BinaryIO,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     exif_transpose: bool = False,
     formats: Sequence[str] | None = SAFE_FORMATS,
 ) -> Image.Image:
@@ -139,13 +148,15 @@ def load_image(
 
     The header is read first and images with more than `max_pixels` pixels are refused before any
     pixel data is decoded (`None` disables this per-call check; Pillow's own global limit still
-    applies). The whole frame is then decoded with `.load()`, so truncated or corrupt files fail
+    applies); so are images whose long side is more than `max_aspect_ratio` times their short side
+    (`None` disables that check; with `exif_transpose` the limit is checked on the stored size, which
+    the transposition only swaps). The whole frame is then decoded with `.load()`, so truncated or corrupt files fail
     here rather than later inside a training loop. Orientation tags are ignored unless
     `exif_transpose=True`, as in the reference CLIP pipelines (malformed EXIF is then ignored).
     `formats` restricts which Pillow decoders may run (`None` allows every installed plugin).
 
     Raises `ImageDecodeError` for every failure: missing path, directory, empty file, unreadable,
-    non-image or disallowed format, truncated/corrupt data, too many pixels.
+    non-image or disallowed format, truncated/corrupt data, too many pixels, extreme aspect ratio.
     """
     owned: BinaryIO | None = None
     if isinstance(source, (str, os.PathLike)):
@@ -176,6 +187,7 @@ def load_image(
                         f"too many pixels, possible decompression bomb ({width}x{height} = "
                         f"{width * height} pixels > max_pixels={max_pixels})",
                     )
+                _check_aspect(name, width, height, max_aspect_ratio)
                 image.load()  # first frame; decodes everything so truncation is detected now
                 if exif_transpose:
                     try:
@@ -192,6 +204,18 @@ def load_image(
     finally:
         if owned is not None:
             owned.close()
+
+
+def _check_aspect(name: str, width: int, height: int, limit: float | None) -> None:
+    """Refuse a sliver (long side over `limit` times the short side) before decoding it."""
+    if limit is None or width < 1 or height < 1:
+        return
+    ratio = max(width, height) / min(width, height)
+    if ratio > limit:
+        raise ImageDecodeError(
+            name,
+            f"extreme aspect ratio ({width}x{height} is {ratio:.6g}:1 > max_aspect_ratio={limit:g})",
+        )
 
 
 def _checked_rgb(image: Image.Image, name: str) -> Image.Image:

@@ -78,7 +78,7 @@ class EmbedRequest(RequestBody):
 _ERRORS = {
     400: "malformed body, or an image that cannot be read",
     404: "no such item",
-    413: "the body, image or pixel count is over the server's limit",
+    413: "the body, image, pixel count or aspect ratio is over the server's limit",
     415: "the body is neither JSON nor a form",
     422: "a field is missing or invalid (the message names it)",
 }
