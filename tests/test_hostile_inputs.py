@@ -1,0 +1,316 @@
+"""The standing hostile-input corpus: bad images, file names and manifests, run through the CLI.
+
+The corpus is generated here (nothing is downloaded): images that decode to something huge or not at
+all, directory entries that are not regular files, names no UTF-8 output can hold, manifests that
+point at all of those. `embed`, `classify` and `index build` run on it through `clipforge.cli.main`,
+and every run must
+
+* finish without a traceback (and without hanging: each test runs under an alarm),
+* skip each bad entry and count it, by name, with the expected reason,
+* embed each good image exactly as it is embedded alone,
+* stay within a bounded peak memory (measured in this process: decoding runs in-process here).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import resource
+import signal
+import struct
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import clipforge
+from clipforge.cli.main import main
+
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32" or not hasattr(os, "mkfifo"), reason="needs FIFOs, symbolic links and /dev/zero"
+)
+
+PEAK_MEMORY_BOUND = 400 * 2**20  # bytes of extra peak RSS the whole corpus may cost (the tiny model's n is 32)
+
+
+@pytest.fixture(autouse=True)
+def alarm():
+    """Fail a test that blocks (a FIFO opened for reading waits forever for a writer) instead of hanging."""
+
+    def expired(signum, frame):
+        raise TimeoutError("the command blocked (alarm)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    clipforge.save(clipforge.create_model("tiny"), d, clipforge.get_tokenizer("tiny"))
+    return d
+
+
+def _encoded(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _photo(w: int, h: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1)
+    return Image.fromarray(np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@dataclass
+class Corpus:
+    folder: Path
+    good: list[Path] = field(default_factory=list)
+    bad: dict[str, str] = field(default_factory=dict)  # printable name -> a fragment of the expected reason
+    manifest: Path | None = None
+    manifest_good: list[Path] = field(default_factory=list)
+    manifest_bad: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Corpus:
+    root = tmp_path_factory.mktemp("hostile")
+    folder = root / "photos"
+    folder.mkdir()
+    c = Corpus(folder)
+
+    def good(name: str, data: bytes) -> None:
+        (folder / name).write_bytes(data)
+        c.good.append(folder / name)
+
+    def bad(name: str, data: bytes | None, reason: str) -> None:
+        if data is not None:
+            (folder / name).write_bytes(data)
+        c.bad[name] = reason
+
+    good("red.png", _encoded(_photo(48, 40, 1), "PNG"))
+    good("gray.jpg", _encoded(_photo(30, 50, 2).convert("L"), "JPEG", quality=90))
+    good("panorama.png", _encoded(_photo(400, 40, 3), "PNG"))  # 10:1 is fine
+    good("ünïcode.webp", _encoded(_photo(33, 33, 4), "WEBP", lossless=True))  # non-ASCII but valid UTF-8
+    good("targa.tga", _encoded(_photo(20, 24, 5), "TGA"))  # .tga/.ico were silently left out of walks
+    good("icon.ico", _encoded(_photo(32, 32, 6), "ICO", sizes=[(32, 32)]))
+
+    bad("sliver.png", _encoded(Image.new("RGB", (200_000, 1)), "PNG"), "extreme aspect ratio")  # 664 bytes
+    bad("tall-sliver.png", _encoded(Image.new("L", (1, 150_000)), "PNG"), "extreme aspect ratio")
+    bad("bomb.png", _png_claiming(100_000, 100_000), "too many pixels")
+    bad("truncated.jpg", _encoded(_photo(64, 64, 7), "JPEG")[:300], "truncated")
+    bad("empty.png", b"", "empty file")
+    bad("noise.jpg", np.random.default_rng(8).bytes(2000), "not a recognised image format")
+    bad("notes.png", b"these are not pixels\n" * 10, "not a recognised image format")
+    bad("pcx.png", _encoded(_photo(16, 16, 9), "PCX"), "not a recognised image format")  # a format not allowed
+    os.mkfifo(folder / "fifo.jpg")
+    bad("fifo.jpg", None, "not a regular file (FIFO)")
+    (folder / "loop1.jpg").symlink_to("loop2.jpg")
+    (folder / "loop2.jpg").symlink_to("loop1.jpg")
+    bad("loop1.jpg", None, "symbolic link loop")
+    bad("loop2.jpg", None, "symbolic link loop")
+    (folder / "dangling.png").symlink_to(root / "nowhere.png")
+    bad("dangling.png", None, "broken symbolic link")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    bad("zero.png", None, "not a regular file (character device)")
+    (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(_encoded(_photo(20, 20, 10), "PNG"))
+    bad("caf\\xe9.png", None, "not valid UTF-8")
+
+    # A manifest pointing at good files, the odd entries above, a folder, a missing file and a NUL byte.
+    c.manifest = root / "manifest.csv"
+    rows = [("photos/red.png", "a red thing"), ("photos/ünïcode.webp", "unicode"), ("photos/fifo.jpg", "a pipe"),
+            ("photos/loop1.jpg", "a loop"), ("photos", "a folder"), ("photos/missing.png", "ghost"),
+            ("photos/sliver.png", "a sliver"), ("photos/zero.png", "zeros"), ("photos/bad\0name.png", "nul")]
+    with open(c.manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["filepath", "caption"])
+        writer.writerows(rows)
+    c.manifest_good = [folder / "red.png", folder / "ünïcode.webp"]
+    c.manifest_bad = {"fifo.jpg": "FIFO", "loop1.jpg": "symbolic link loop", "photos": "is a directory",
+                      "missing.png": "no such file", "sliver.png": "extreme aspect ratio",
+                      "zero.png": "character device", "bad\0name.png": "invalid file name"}
+    return c
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, (out + err)[-3000:]
+    return code, out, err
+
+
+def _check_skips(skips: list[tuple[str, str]], expected: dict[str, str]) -> None:
+    """Every expected bad entry is skipped once, by name, for the expected reason; nothing else is."""
+    by_name = {Path(name).name if "\0" not in name else name.rsplit("/", 1)[-1]: reason for name, reason in skips}
+    assert len(skips) == len(expected), sorted(by_name)
+    for name, fragment in expected.items():
+        assert name in by_name, (name, sorted(by_name))
+        assert fragment.lower() in by_name[name].lower(), (name, by_name[name])
+    for name, _ in skips:
+        name.encode("utf-8")  # every name can be written out
+
+
+def _alone(capsys, model_dir: Path, image: Path, tmp: Path) -> np.ndarray:
+    """The embedding of one image, embedded on its own."""
+    out = tmp / f"alone-{abs(hash(str(image)))}"
+    code, _, _ = _run(capsys, "embed", image, "--out", out, "--model", model_dir, "--device", "cpu")
+    assert code == 0
+    return np.load(out / "image_embeddings.npy")[0]
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def test_embed_skips_and_counts_every_bad_entry(corpus, model_dir, tmp_path, capsys):
+    before = _peak_rss()
+    out = tmp_path / "emb"
+    code, stdout, _ = _run(capsys, "embed", corpus.folder, "--out", out, "--model", model_dir, "--device", "cpu")
+    assert code == 0
+    assert _peak_rss() - before < PEAK_MEMORY_BOUND
+    with open(out / "images.csv", newline="", encoding="utf-8") as fh:
+        listed = [row["path"] for row in csv.DictReader(fh)]
+    with open(out / "skipped.csv", newline="", encoding="utf-8") as fh:
+        skips = [(row["path"], row["reason"]) for row in csv.DictReader(fh)]
+    emb = np.load(out / "image_embeddings.npy")
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(listed) == sorted(str(p) for p in corpus.good) and len(emb) == len(listed)
+    assert summary["images"] == len(corpus.good) and summary["skipped"] == len(corpus.bad)
+    _check_skips(skips, corpus.bad)
+    assert f"skipped {len(corpus.bad)} items" in stdout
+    for row, path in enumerate(listed):
+        np.testing.assert_allclose(emb[row], _alone(capsys, model_dir, Path(path), tmp_path), atol=1e-6)
+
+
+def test_classify_skips_and_counts_every_bad_entry(corpus, model_dir, capsys):
+    code, stdout, stderr = _run(
+        capsys, "classify", corpus.folder, "--labels", "red,gray", "--templates", "simple", "--json",
+        "--model", model_dir, "--device", "cpu",
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert sorted(r["image"] for r in rows if "predictions" in r) == sorted(str(p) for p in corpus.good)
+    _check_skips([(r["image"], r["skipped"]) for r in rows if "skipped" in r], corpus.bad)
+    assert f"skipped {len(corpus.bad)} items" in stderr
+
+
+def test_index_build_skips_and_counts_every_bad_entry(corpus, model_dir, tmp_path, capsys):
+    pytest.importorskip("faiss")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from clipforge.index import SearchIndex
+
+    out = tmp_path / "idx"
+    argv = ("index", "build", corpus.folder, "--out", out, "--model", model_dir, "--device", "cpu", "--json")
+    code, stdout, _ = _run(capsys, *argv)
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["added"] == len(corpus.good) and report["skipped"] == len(corpus.bad)
+    _check_skips([tuple(item) for item in report["skipped_items"]], corpus.bad)
+    manifest = json.loads((out / "index.json").read_text())
+    assert manifest["skipped"] == len(corpus.bad) and manifest["count"] == len(corpus.good)
+    index = SearchIndex.open(out)
+    rows = pq.read_table(out / "metadata.parquet").to_pydict()
+    assert sorted(rows["path"]) == sorted(str(p) for p in corpus.good) and len(index) == len(corpus.good)
+    for item_id, path in zip(rows["id"], rows["path"]):
+        alone = _alone(capsys, model_dir, Path(path), tmp_path)
+        np.testing.assert_allclose(index.vector(item_id), alone, atol=1e-6)
+    code, stdout, _ = _run(capsys, *argv)  # re-running a finished build: up to date, counts kept
+    assert code == 0 and json.loads(stdout)["up_to_date"]
+    assert json.loads((out / "index.json").read_text())["skipped"] == len(corpus.bad)
+
+
+def test_manifest_rows_pointing_at_bad_entries_are_skipped_and_counted(corpus, model_dir, tmp_path, capsys):
+    out = tmp_path / "emb"
+    code, _, _ = _run(capsys, "embed", corpus.manifest, "--out", out, "--model", model_dir, "--device", "cpu")
+    assert code == 0
+    with open(out / "skipped.csv", newline="", encoding="utf-8") as fh:
+        skips = [(row["path"], row["reason"]) for row in csv.DictReader(fh)]
+    _check_skips(skips, corpus.manifest_bad)
+    emb = np.load(out / "image_embeddings.npy")
+    assert len(emb) == len(corpus.manifest_good)
+    for row, path in enumerate(corpus.manifest_good):
+        np.testing.assert_allclose(emb[row], _alone(capsys, model_dir, path, tmp_path), atol=1e-6)
+    code, stdout, stderr = _run(
+        capsys, "classify", corpus.manifest, "--labels", "a,b", "--json", "--model", model_dir, "--device", "cpu"
+    )
+    assert code == 0
+    _check_skips([(r["image"], r["skipped"]) for r in map(json.loads, stdout.splitlines()) if "skipped" in r],
+                 corpus.manifest_bad)
+
+
+def test_broken_manifests_are_one_clear_line(corpus, model_dir, tmp_path, capsys):
+    cases = {
+        "no image column": ("nothing,caption\nx,y\n", "no image column"),
+        "empty path": ("filepath\n\n \n", "empty"),
+        "not UTF-8": (b"filepath\n\xff\xfe.png\n", "not UTF-8"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.csv"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        code, _, err = _run(capsys, "embed", path, "--out", tmp_path / "o", "--model", model_dir, "--device", "cpu")
+        assert code == 2 and message in err and err.count("\n") == 1, (name, err)
+
+
+def _folder_with(tmp_path: Path, odd: str) -> tuple[Path, Path]:
+    folder = tmp_path / "few"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(_encoded(_photo(40, 30, 11), "PNG"))
+    if odd == "fifo":
+        os.mkfifo(folder / "x.jpg")
+    else:
+        (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(_encoded(_photo(20, 20, 12), "PNG"))
+    return folder, folder / "good.png"
+
+
+def test_a_fifo_hangs_no_command(model_dir, tmp_path, capsys):
+    """A FIFO named x.jpg made embed, classify and index build wait forever for a writer."""
+    folder, _ = _folder_with(tmp_path, "fifo")
+    signal.alarm(30)
+    runs = [("embed", folder, "--out", tmp_path / "e"), ("classify", folder, "--labels", "a,b")]
+    if all(map(_importable, ("faiss", "pyarrow"))):
+        runs.append(("index", "build", folder, "--out", tmp_path / "i", "--quiet"))
+    for argv in runs:
+        code, out, err = _run(capsys, *argv, "--model", model_dir, "--device", "cpu")
+        assert code == 0 and "not a regular file (FIFO)" in out + err, argv
+
+
+def test_a_non_utf8_name_leaves_consistent_embed_outputs(model_dir, tmp_path, capsys):
+    """It made embed fail after computing, leaving N embedding rows beside fewer images.csv rows, no summary."""
+    folder, good = _folder_with(tmp_path, "name")
+    out = tmp_path / "e"
+    code, stdout, _ = _run(capsys, "embed", folder, "--out", out, "--model", model_dir, "--device", "cpu")
+    assert code == 0 and "caf\\xe9.png: file name is not valid UTF-8" in stdout
+    listed = (out / "images.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert listed == [f"0,{good}"] and len(np.load(out / "image_embeddings.npy")) == 1
+    assert json.loads((out / "summary.json").read_text())["skipped"] == 1
+
+
+def _importable(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
