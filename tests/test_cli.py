@@ -17,12 +17,8 @@ skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    model = clipforge.create_model("tiny")
-    clipforge.save(model, d, clipforge.get_tokenizer("tiny"))
-    return d
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -27,10 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import clipforge
 from clipforge.cli.main import main
 
 pytestmark = pytest.mark.skipif(
@@ -55,11 +53,8 @@ def alarm():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    clipforge.save(clipforge.create_model("tiny"), d, clipforge.get_tokenizer("tiny"))
-    return d
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 def _encoded(image: Image.Image, fmt: str, **kw) -> bytes:

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-import clipforge
 from clipforge.cli.main import main
 from clipforge.data.shapes import ShapesWorld, write_csv_dataset, write_webdataset
 
@@ -34,11 +32,8 @@ def one_faiss_thread():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    clipforge.save(clipforge.create_model("tiny"), d, clipforge.get_tokenizer("tiny"))
-    return d
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

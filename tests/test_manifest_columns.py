@@ -6,10 +6,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import clipforge
 from clipforge.cli.main import main
 from clipforge.data.columns import CAPTION_COLUMNS, IMAGE_COLUMNS
 
@@ -17,11 +15,8 @@ COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    clipforge.save(clipforge.create_model("tiny"), d, clipforge.get_tokenizer("tiny"))
-    return d
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def _manifest(root, image_col: str, caption_col: str, suffix: str):
