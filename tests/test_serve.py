@@ -343,14 +343,20 @@ def test_fuzzed_json_bodies_never_get_a_5xx(client, body):
 
 def test_json_that_parses_in_python_but_is_not_servable_is_a_400(client):
     """Lone surrogates (cannot be encoded, so never echoed), absurd nesting and 5000-digit integers."""
-    for raw in (
+    bodies = (
         b'{"text": "\\ud800 a red circle"}',
         b'{"text": "a", "extra": {"\\udfff": 1}}',
+        b'{"texts": ["\\udc80"], "labels": ["\\ud800"]}',
         b'{"text": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"texts": ' + b"[" * 1001 + b"]" * 1001 + b"}",
+        b'{"a": ' * 3000 + b"1" + b"}" * 3000,
         b'{"text": "a", "k": ' + b"9" * 5000 + b"}",
-    ):
-        res = client.post("/search", content=raw, headers={"content-type": "application/json"})
-        assert res.status_code == 400 and "malformed JSON" in res.json()["detail"], (raw[:40], res.text[:200])
+        b'{"labels": "a", "top_k": -' + b"1" * 4301 + b"}",
+    )
+    for path in ("/search", "/classify", "/embed"):
+        for raw in bodies:
+            res = client.post(path, content=raw, headers={"content-type": "application/json"})
+            assert res.status_code == 400 and "malformed JSON" in res.json()["detail"], (path, raw[:40], res.text[:200])
 
 
 def test_json_and_form_field_conventions(client, index):
