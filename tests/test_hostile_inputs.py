@@ -18,6 +18,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import signal
 import struct
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from clipforge.cli.main import main
@@ -309,3 +311,135 @@ def _importable(name: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+# ----------------------------------------------------------------------------- hostile checkpoints
+
+
+class _Storage:
+    """Stands for a storage in a hand-made TorchScript `data.pkl` (written as a persistent id)."""
+
+    def __init__(self, dtype, key: str, numel) -> None:
+        self.dtype, self.key, self.numel = dtype, key, numel
+
+
+class _Tensor:
+    def __init__(self, storage: _Storage, offset, size, stride) -> None:
+        self.args = (storage, offset, size, stride, False, __import__("collections").OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _ArchivePickler(__import__("pickle").Pickler):
+    def persistent_id(self, obj):
+        return ("storage", obj.dtype, obj.key, "cpu", obj.numel) if isinstance(obj, _Storage) else None
+
+
+def _torchscript(path: Path, tensor: _Tensor, data: bytes, compress: bool = False) -> Path:
+    """A TorchScript-looking archive whose one tensor is `tensor` over the storage bytes `data`."""
+    import zipfile
+
+    buf = io.BytesIO()
+    _ArchivePickler(buf, protocol=2).dump({"weight": tensor})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", buf.getvalue())
+        zf.writestr("archive/code/__torch__/m.py", "")
+        zf.writestr("archive/data/0", data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory, tiny_model_dir) -> dict[str, tuple[Path, str]]:
+    """name -> (checkpoint path, a fragment the one-line error must contain)."""
+    import clipforge
+
+    root = tmp_path_factory.mktemp("bad-ckpts")
+    model = clipforge.load(tiny_model_dir, device="cpu", backend="none")[0]
+    cases: dict[str, tuple[Path, str]] = {}
+
+    def hf(name: str, edit, fragment: str) -> None:
+        d = root / name
+        clipforge.checkpoints.export(model, d, "hf")
+        text = (d / "config.json").read_text()
+        result = edit(d, json.loads(text))
+        if isinstance(result, str):  # raw text, written as latin-1 so that undecodable bytes survive
+            (d / "config.json").write_bytes(result.encode("latin-1", "strict") if "\xff" in result else result.encode())
+        elif result is not None:
+            (d / "config.json").write_text(json.dumps(result))
+        cases[name] = (d, fragment)
+
+    def vision(**kw):
+        return lambda d, cfg: {**cfg, "vision_config": {**cfg["vision_config"], **kw}}
+
+    hf("hf-deep", lambda d, cfg: '{"a": ' * 100_000 + "1" + "}" * 100_000, "nested too deeply")
+    hf("hf-200000-layers", vision(num_hidden_layers=200_000), "block counts differ")
+    huge = vision(hidden_size=65_536, num_attention_heads=64, intermediate_size=262_144)
+    hf("hf-huge-width", huge, "shape mismatches")
+    hf("hf-width-string", vision(hidden_size="64"), "must be a positive integer")
+    hf("hf-width-zero", vision(hidden_size=0), "must be a positive integer")
+    hf("hf-not-utf8", lambda d, cfg: b'{"model_type": "clip\xff"}'.decode("latin-1"), "not valid JSON")
+
+    def escape(d, cfg):
+        (d / "model.safetensors").rename(root / "outside.safetensors")
+        (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "../outside.safetensors"}}))
+
+    hf("hf-weight-map-escape", escape, "shards must be files in")
+
+    def native(name: str, config, fragment: str) -> None:
+        d = root / name
+        shutil.copytree(tiny_model_dir, d)
+        (d / "config.json").write_text(json.dumps(config(json.loads((d / "config.json").read_text()))))
+        cases[name] = (d, fragment)
+
+    native("native-no-model", lambda cfg: {k: v for k, v in cfg.items() if k != "model"}, "under 'model'")
+    native("native-width-string",
+           lambda cfg: {**cfg, "model": {**cfg["model"], "vision": {**cfg["model"]["vision"], "width": "x"}}},
+           "vision.width must be a positive integer")
+    native("native-unknown-field",
+           lambda cfg: {**cfg, "model": {**cfg["model"], "text": {**cfg["model"]["text"], "depth": 3}}},
+           "unknown text config field")
+
+    sd = clipforge.checkpoints.openai.native_to_openai(model.state_dict())
+    for name, change, fragment in (("nan", lambda t: t * float("nan"), "NaN or infinite"),
+                                   ("bool", lambda t: t > 0, "non-float tensors"),
+                                   ("int8", lambda t: t.to(torch.int8), "non-float tensors")):
+        torch.save({**sd, "visual.ln_post.weight": change(sd["visual.ln_post.weight"])}, root / f"{name}.pt")
+        cases[f"{name}-tensor"] = (root / f"{name}.pt", fragment)
+
+    four = struct.pack("<4f", 1, 2, 3, 4)
+    cases["ts-bad-dtype"] = (_torchscript(root / "bad-dtype.pt", _Tensor(_Storage("float", "0", 4), 0, (4,), (1,)),
+                                          four), "unsupported dtype")
+    cases["ts-out-of-bounds"] = (
+        _torchscript(root / "oob.pt", _Tensor(_Storage(torch.FloatStorage, "0", 4), 2, (1000,), (7,)), four),
+        "reaches past its storage",
+    )
+    cases["ts-short-storage"] = (
+        _torchscript(root / "short.pt", _Tensor(_Storage(torch.FloatStorage, "0", 10**6), 0, (4,), (1,)), four),
+        "holds 16 bytes",
+    )
+    cases["ts-zip-bomb"] = (
+        _torchscript(root / "bomb.pt", _Tensor(_Storage(torch.FloatStorage, "0", 4), 0, (4,), (1,)),
+                     bytes(50 * 2**20), compress=True),
+        "zip bomb",
+    )
+    (root / "garbage.pt").write_bytes(b"PK\x03\x04" + bytes(200))
+    cases["not-a-zip"] = (root / "garbage.pt", "not a readable")
+    return cases
+
+
+def test_hostile_checkpoints_are_one_clear_line_in_info_convert_and_load(bad_checkpoints, tmp_path, capsys):
+    """Deep configs, wrong types, lying sizes, escaping shard names, bad tensors, bad TorchScript storages and
+    a zip bomb: each one line naming the file and the problem, no traceback, little memory."""
+    import clipforge
+    from clipforge.checkpoints import CheckpointError
+
+    before = _peak_rss()
+    for name, (path, fragment) in bad_checkpoints.items():
+        for argv in (("info", path), ("convert", path, tmp_path / f"{name}-out", "--to", "native")):
+            code, _, err = _run(capsys, *argv)
+            assert code == 2 and err.count("\n") == 1, (name, argv[0], err)
+            assert fragment in err and str(path) in err, (name, argv[0], err)
+        with pytest.raises(CheckpointError, match=fragment.replace("(", r"\(")):
+            clipforge.load(path, device="cpu")
+    assert _peak_rss() - before < PEAK_MEMORY_BOUND
