@@ -59,7 +59,7 @@ def client(index):
         max_texts=4,
         max_labels=10,
     )
-    with TestClient(create_app(index, limits)) as c:
+    with TestClient(create_app(index, limits), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
@@ -371,3 +371,40 @@ def test_json_and_form_field_conventions(client, index):
     assert res.status_code == 400 and "image" in res.json()["detail"]
     res = client.post("/search", json={"text": "  ", "k": "x"})  # every invalid field is named at once
     assert res.status_code == 422 and res.json()["detail"].startswith("text: ") and "; k: " in res.json()["detail"]
+
+
+def test_host_header_must_name_this_server(client, index):
+    """No Host validation let a page on another site reach the loopback service through DNS rebinding."""
+    for host in ("127.0.0.1:8000", "localhost", "LOCALHOST:9", "[::1]:8000", "127.0.0.1"):
+        assert client.get("/health", headers={"host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "", "[::2]"):
+        res = client.get("/health", headers={"host": host})
+        assert res.status_code == 400 and "Host header" in res.json()["detail"], host
+    with TestClient(create_app(index, allowed_hosts=["search.example"]), base_url="http://search.example") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/health", headers={"host": "127.0.0.1"}).status_code == 400
+
+
+def test_cross_site_posts_are_refused(client):
+    """A cross-origin form POST (no preflight needed) was processed."""
+    form = {"data": {"texts": "a red circle"}}
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"}, {"sec-fetch-site": "cross-site"},
+                    {"origin": "http://127.0.0.1:9999"}):
+        res = client.post("/embed", headers=headers, **form)
+        assert res.status_code == 403 and "refused" in res.json()["detail"], headers
+    assert client.post("/embed", headers={"origin": "http://127.0.0.1:8000"}, **form).status_code == 200
+    assert client.post("/embed", headers={"sec-fetch-site": "same-origin"}, **form).status_code == 200
+    assert client.post("/embed", **form).status_code == 200  # not a browser: no Origin, no Sec-Fetch-Site
+
+
+def test_security_headers_and_no_server_paths_in_health(client, index):
+    for path in ("/", "/health", "/static/app.js", "/search?text=a", "/nope"):
+        res = client.get(path)
+        assert res.headers["x-content-type-options"] == "nosniff" and res.headers["x-frame-options"] == "DENY", path
+        assert "frame-ancestors 'none'" in res.headers["content-security-policy"], path
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers  # Swagger UI loads a CDN
+    assert docs.headers["x-content-type-options"] == "nosniff"
+    health = client.get("/health").json()
+    assert index.describe()["model"].startswith("/")  # the index records where its model is ...
+    assert health["model"] == "model" and "/" not in json.dumps(health["model"])  # ... a client sees a name

@@ -18,6 +18,7 @@ class Limits:
     max_texts: int = 32  # texts per /embed request
     max_text_chars: int = 1000  # characters per text, query or label
     max_labels: int = 100  # classes per /classify request
+    body_timeout_s: float = 30.0  # a request body must arrive within this time (else 408)
     thumbnail_px: int = 256  # default longest side of /image/{id}
     max_thumbnail_px: int = 1024
 

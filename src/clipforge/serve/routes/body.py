@@ -29,7 +29,7 @@ def post_with_body(
             name=handler.__name__,
             summary=summary,
             description=description,
-            responses=error_responses(400, 413, 415, 422),
+            responses=error_responses(400, 408, 413, 415, 422),
             response_model=response,
             openapi_extra=body_openapi(body),
         )
