@@ -443,3 +443,20 @@ def test_printable_names_and_skip_logs() -> None:
     log.add(name, "file name is not valid UTF-8")
     assert log.items == [("caf\\xe9.png", "file name is not valid UTF-8")]
     log.items[0][0].encode("utf-8")
+
+
+def test_unlistable_folders_are_counted_not_silently_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "data"
+    good = _touch(root / "a.png")
+    _touch(root / "locked" / "b.png")
+    real = os.scandir
+
+    def scandir(path):  # as chmod 000 would do for anyone but root
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    skipped = SkipLog()
+    assert iter_image_files([root], skipped=skipped) == [good]
+    assert skipped.items == [(str(root / "locked"), "cannot list folder (Permission denied)")]
