@@ -217,3 +217,128 @@ def _saved_tiny():
     d = tempfile.mkdtemp()
     clipforge.save(clipforge.create_model("tiny"), d)
     return d
+
+
+# ----------------------------------------------------------------------------- lying configs
+
+
+def _hf_dir(tmp_path, name="hf", **overrides):
+    """A tiny model exported as a Hugging Face directory, with `vision_config` fields overridden."""
+    d = tmp_path / name
+    export(clipforge.create_model("tiny"), d, "hf")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["vision_config"].update(overrides)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def _no_weights_read(monkeypatch):
+    from clipforge.checkpoints import loader
+
+    def forbidden(path):
+        raise AssertionError(f"{path}: weights were read before the config was checked against their headers")
+
+    monkeypatch.setattr(loader, "read_tensor_file", forbidden)
+
+
+def _no_model_built(monkeypatch):
+    """Fail if a real (non-meta) model is instantiated."""
+    from clipforge.checkpoints import loader
+
+    real = loader.CLIP
+
+    def guarded(config):
+        if torch.empty(0).device.type != "meta":
+            raise AssertionError(f"a model of {config.vision.layers} vision layers was allocated")
+        return real(config)
+
+    monkeypatch.setattr(loader, "CLIP", guarded)
+
+
+@pytest.mark.parametrize(
+    "lie,match",
+    [
+        (dict(num_hidden_layers=200_000), r"block counts differ \(vit: config 200000, weights 2\)"),
+        (dict(hidden_size=65_536, num_attention_heads=64, intermediate_size=262_144), "shape mismatches"),
+        (dict(image_size=224_000, patch_size=8), "shape mismatches"),
+    ],
+)
+def test_a_lying_hf_config_is_refused_from_the_headers_before_anything_is_allocated(tmp_path, monkeypatch, lie, match):
+    """config.json made `load` allocate whatever it said (a 12 GB attempt; 200,000 layers took 5.7 GB, 22 s)."""
+    d = _hf_dir(tmp_path, **lie)
+    _no_weights_read(monkeypatch)
+    _no_model_built(monkeypatch)
+    with pytest.raises(CheckpointError, match=match) as info:
+        clipforge.load(d, device="cpu")
+    assert str(d) in str(info.value)
+
+
+def test_a_lying_config_with_pickled_weights_is_refused_before_the_model_is_built(tmp_path, monkeypatch):
+    d = _hf_dir(tmp_path, num_hidden_layers=200_000)
+    weights = d / "model.safetensors"
+    from safetensors.torch import load_file
+
+    torch.save(load_file(weights), d / "pytorch_model.bin")  # no header to read: checked after reading
+    weights.unlink()
+    _no_model_built(monkeypatch)
+    with pytest.raises(CheckpointError, match="block counts differ"):
+        clipforge.load(d, device="cpu")
+
+
+def test_the_same_directory_with_an_honest_config_loads(tmp_path):
+    d = _hf_dir(tmp_path)
+    model, _, _ = clipforge.load(d, device="cpu")
+    assert model.config.vision.layers == 2
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("hidden_size", "64", r"vision_config.hidden_size must be a positive integer, got '64'"),
+        ("hidden_size", 0, "vision_config.hidden_size must be a positive integer, got 0"),
+        ("num_attention_heads", -2, "num_attention_heads must be a positive integer"),
+        ("hidden_act", ["gelu"], "hidden_act"),
+    ],
+)
+def test_malformed_hf_config_values_are_named(tmp_path, field, value, match):
+    """`hidden_size` as a string was a TypeError, 0 a ZeroDivisionError."""
+    d = _hf_dir(tmp_path, **{field: value})
+    with pytest.raises(CheckpointError, match=match) as info:
+        clipforge.load(d, device="cpu")
+    assert str(d / "config.json") in str(info.value)
+
+
+def test_weight_map_entries_outside_the_directory_are_refused(tmp_path, monkeypatch):
+    """A sharded HF `weight_map` entry `../../outside/x.safetensors` was followed outside the directory."""
+    d = _hf_dir(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (d / "model.safetensors").rename(outside / "x.safetensors")
+    index = {"weight_map": {"logit_scale": "../outside/x.safetensors"}}
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    _no_weights_read(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"weight_map names '\.\./outside/x\.safetensors'; shards must be files"):
+        clipforge.load(d, device="cpu")
+
+
+def test_non_float_and_non_finite_tensors_are_refused(tmp_path):
+    """Bool/int8/NaN tensors were cast into float parameters silently."""
+    model = clipforge.create_model("tiny")
+    for name, change in (("bool", lambda t: t > 0), ("int8", lambda t: t.to(torch.int8)),
+                         ("nan", lambda t: t * float("nan"))):
+        sd = _openai_state(model)
+        sd["visual.ln_post.weight"] = change(sd["visual.ln_post.weight"])
+        torch.save(sd, tmp_path / f"{name}.pt")
+        match = "NaN or infinite" if name == "nan" else r"non-float tensors \(1\).*visual.ln_post.weight"
+        with pytest.raises(CheckpointError, match=match):
+            clipforge.load(tmp_path / f"{name}.pt", device="cpu", activation="quick_gelu")
+
+
+def test_pickle_refusal_names_the_blocked_global(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo never",))
+
+    torch.save({"w": torch.zeros(1), "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"the global (posix|nt)\.system"):
+        read_checkpoint(tmp_path / "evil.pt")

@@ -17,15 +17,6 @@ skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    model = clipforge.create_model("tiny")
-    clipforge.save(model, d, clipforge.get_tokenizer("tiny"))
-    return d
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
     for name in ("astronaut", "coffee", "chelsea", "camera"):

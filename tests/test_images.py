@@ -14,11 +14,13 @@ import pytest
 from PIL import Image, ImageFile
 
 from clipforge.images import (
+    DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
     ImageDecodeError,
     SkipLog,
     iter_image_files,
     load_image,
+    printable,
     to_rgb,
     try_load_image,
 )
@@ -136,6 +138,21 @@ def test_pixel_limit_checked_before_decoding(tmp_path: Path, monkeypatch: pytest
     assert load_image(path, max_pixels=None).size == (2000, 1500)
     assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == before  # no global leaks
     assert DEFAULT_MAX_PIXELS == 2**27
+
+
+def test_sliver_images_are_refused_from_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 664-byte 200000 x 1 PNG passes any pixel limit, but preprocessing would make it 12.8M x 64."""
+    path = tmp_path / "sliver.png"
+    Image.new("RGB", (200_000, 1)).save(path)
+    assert path.stat().st_size < 1000
+    with monkeypatch.context() as m:
+        m.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixel data was decoded"))
+        err = _expect_error(path, "extreme aspect ratio")
+        assert err.source == str(path)
+        assert "200000x1" in err.reason and f"max_aspect_ratio={DEFAULT_MAX_ASPECT_RATIO:g}" in err.reason
+        _expect_error(_encode(Image.new("L", (1, 300)), "PNG"), "extreme aspect ratio", max_aspect_ratio=50)
+    assert load_image(path, max_aspect_ratio=None).size == (200_000, 1)
+    assert load_image(_encode(Image.new("L", (int(DEFAULT_MAX_ASPECT_RATIO) * 3, 3)), "PNG")).mode == "RGB"
 
 
 def test_disallowed_format_is_refused_unless_asked() -> None:
@@ -356,3 +373,90 @@ def test_skip_log(tmp_path: Path) -> None:
     other.add("y.png", "empty file (0 bytes)")
     log.merge(other)
     assert log.count == 5 and log.by_reason["empty file"] == 1 and len(log.items) == 2
+
+
+# ----------------------------------------------------------------------------- odd directory entries
+
+
+def _within(seconds: float, fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` in a thread; fail (rather than hang the suite) if it blocks."""
+    import threading
+
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} blocked for {seconds}s"
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result.get("value")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and symbolic links")
+def test_odd_entries_are_never_opened_but_skipped_and_counted(tmp_path: Path) -> None:
+    """A FIFO named x.jpg hung every batch command; a symbolic link loop aborted `index build`."""
+    root = tmp_path / "data"
+    good = _touch(root / "good.png", _encode(_photo(), "PNG"))
+    os.mkfifo(root / "x.jpg")
+    (root / "loop1.jpg").symlink_to("loop2.jpg")
+    (root / "loop2.jpg").symlink_to("loop1.jpg")
+    (root / "gone.png").symlink_to("nowhere.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    (root / "dir.png").mkdir()
+    (root / "linked").symlink_to(root)  # a link to a folder is not followed (no cycle)
+
+    skipped = SkipLog()
+    assert _within(10, iter_image_files, [root], skipped=skipped) == [good]
+    reasons = {Path(name).name: reason for name, reason in skipped.items}
+    assert reasons == {
+        "x.jpg": "not a regular file (FIFO)",
+        "loop1.jpg": "symbolic link loop",
+        "loop2.jpg": "symbolic link loop",
+        "gone.png": "broken symbolic link",
+        "zero.png": "not a regular file (character device)",
+    }
+    assert all(Path(name).is_absolute() for name, _ in skipped.items) and skipped.count == 5
+    assert _within(10, iter_image_files, [root], recursive=False) == [good]  # without a log: left out
+    with pytest.raises(ValueError, match="FIFO"):
+        iter_image_files([root / "x.jpg"])  # named explicitly, no log: an error naming it
+    named = SkipLog()
+    assert iter_image_files([root / "x.jpg", root / "loop1.jpg", good], skipped=named) == [good]
+    assert named.count == 2
+    # And should one reach the decoder anyway (a manifest row, a file replaced after listing):
+    for name, reason in (("x.jpg", "not a regular file (fifo)"), ("loop1.jpg", "symbolic link loop"),
+                         ("zero.png", "character device"), ("gone.png", "broken symbolic link")):
+        _within(10, _expect_error, root / name, reason)
+
+
+def test_printable_names_and_skip_logs() -> None:
+    """A non-UTF-8 file name reached the CSV writers as surrogates and failed them after all the work."""
+    name = os.fsdecode(b"caf\xe9.png")
+    assert printable(name) == "caf\\xe9.png" and printable("\ud800x") == "\\ud800x" and printable("ok é") == "ok é"
+    log = SkipLog()
+    log.add(name, "file name is not valid UTF-8")
+    assert log.items == [("caf\\xe9.png", "file name is not valid UTF-8")]
+    log.items[0][0].encode("utf-8")
+
+
+def test_unlistable_folders_are_counted_not_silently_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "data"
+    good = _touch(root / "a.png")
+    _touch(root / "locked" / "b.png")
+    real = os.scandir
+
+    def scandir(path):  # as chmod 000 would do for anyone but root
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    skipped = SkipLog()
+    assert iter_image_files([root], skipped=skipped) == [good]
+    assert skipped.items == [(str(root / "locked"), "cannot list folder (Permission denied)")]

@@ -59,7 +59,7 @@ def client(index):
         max_texts=4,
         max_labels=10,
     )
-    with TestClient(create_app(index, limits)) as c:
+    with TestClient(create_app(index, limits), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
@@ -254,6 +254,17 @@ def test_malformed_requests_get_clear_4xx(client, index):
     assert client.get("/health").status_code == 200  # still healthy afterwards
 
 
+def test_sliver_upload_is_refused_before_it_costs_memory(client):
+    """A 664-byte 200000 x 1 PNG took the server from 0.5 to 4.4 GB (resized to 12.8M x 64): now a 413."""
+    sliver = png((200_000, 1))
+    assert len(sliver) < 1000
+    for path, data in (("/search", {}), ("/classify", {"labels": "a,b"}), ("/embed", {})):
+        res = client.post(path, files={"image": ("s.png", sliver, "image/png")}, data=data)
+        assert res.status_code == 413, (path, res.text[:200])
+        assert "aspect ratio" in res.json()["detail"] and "200000x1" in res.json()["detail"]
+    assert client.get("/health").json()["limits"]["max_image_aspect_ratio"] == 100
+
+
 def test_specific_status_codes(client, index):
     image = ("q.png", index.image_bytes(1), "image/png")
     assert client.post("/search", files={"image": ("x.png", b"\0" * 400_000, "image/png")}).status_code == 413
@@ -332,14 +343,20 @@ def test_fuzzed_json_bodies_never_get_a_5xx(client, body):
 
 def test_json_that_parses_in_python_but_is_not_servable_is_a_400(client):
     """Lone surrogates (cannot be encoded, so never echoed), absurd nesting and 5000-digit integers."""
-    for raw in (
+    bodies = (
         b'{"text": "\\ud800 a red circle"}',
         b'{"text": "a", "extra": {"\\udfff": 1}}',
+        b'{"texts": ["\\udc80"], "labels": ["\\ud800"]}',
         b'{"text": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"texts": ' + b"[" * 1001 + b"]" * 1001 + b"}",
+        b'{"a": ' * 3000 + b"1" + b"}" * 3000,
         b'{"text": "a", "k": ' + b"9" * 5000 + b"}",
-    ):
-        res = client.post("/search", content=raw, headers={"content-type": "application/json"})
-        assert res.status_code == 400 and "malformed JSON" in res.json()["detail"], (raw[:40], res.text[:200])
+        b'{"labels": "a", "top_k": -' + b"1" * 4301 + b"}",
+    )
+    for path in ("/search", "/classify", "/embed"):
+        for raw in bodies:
+            res = client.post(path, content=raw, headers={"content-type": "application/json"})
+            assert res.status_code == 400 and "malformed JSON" in res.json()["detail"], (path, raw[:40], res.text[:200])
 
 
 def test_json_and_form_field_conventions(client, index):
@@ -354,3 +371,40 @@ def test_json_and_form_field_conventions(client, index):
     assert res.status_code == 400 and "image" in res.json()["detail"]
     res = client.post("/search", json={"text": "  ", "k": "x"})  # every invalid field is named at once
     assert res.status_code == 422 and res.json()["detail"].startswith("text: ") and "; k: " in res.json()["detail"]
+
+
+def test_host_header_must_name_this_server(client, index):
+    """No Host validation let a page on another site reach the loopback service through DNS rebinding."""
+    for host in ("127.0.0.1:8000", "localhost", "LOCALHOST:9", "[::1]:8000", "127.0.0.1"):
+        assert client.get("/health", headers={"host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "", "[::2]"):
+        res = client.get("/health", headers={"host": host})
+        assert res.status_code == 400 and "Host header" in res.json()["detail"], host
+    with TestClient(create_app(index, allowed_hosts=["search.example"]), base_url="http://search.example") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/health", headers={"host": "127.0.0.1"}).status_code == 400
+
+
+def test_cross_site_posts_are_refused(client):
+    """A cross-origin form POST (no preflight needed) was processed."""
+    form = {"data": {"texts": "a red circle"}}
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"}, {"sec-fetch-site": "cross-site"},
+                    {"origin": "http://127.0.0.1:9999"}):
+        res = client.post("/embed", headers=headers, **form)
+        assert res.status_code == 403 and "refused" in res.json()["detail"], headers
+    assert client.post("/embed", headers={"origin": "http://127.0.0.1:8000"}, **form).status_code == 200
+    assert client.post("/embed", headers={"sec-fetch-site": "same-origin"}, **form).status_code == 200
+    assert client.post("/embed", **form).status_code == 200  # not a browser: no Origin, no Sec-Fetch-Site
+
+
+def test_security_headers_and_no_server_paths_in_health(client, index):
+    for path in ("/", "/health", "/static/app.js", "/search?text=a", "/nope"):
+        res = client.get(path)
+        assert res.headers["x-content-type-options"] == "nosniff" and res.headers["x-frame-options"] == "DENY", path
+        assert "frame-ancestors 'none'" in res.headers["content-security-policy"], path
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers  # Swagger UI loads a CDN
+    assert docs.headers["x-content-type-options"] == "nosniff"
+    health = client.get("/health").json()
+    assert index.describe()["model"].startswith("/")  # the index records where its model is ...
+    assert health["model"] == "model" and "/" not in json.dumps(health["model"])  # ... a client sees a name

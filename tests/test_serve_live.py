@@ -107,3 +107,47 @@ def test_web_page_in_headless_chromium(server, corpus):
             browser.close()
     assert (shots / "search-page.png").stat().st_size > 10_000
     print(f"\nscreenshot: {shots / 'search-page.png'}")
+
+
+def _closed_within(sock, seconds: float) -> tuple[bool, bytes]:
+    """(whether the server closed `sock` within `seconds`, what it sent before)."""
+    import time
+
+    sock.settimeout(0.2)
+    got, deadline = b"", time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True, got
+        if not data:
+            return True, got
+        got += data
+    return False, got
+
+
+def test_slow_clients_are_cut_off(corpus):
+    """300 idle half-open connections were held for over 130 s; a trickled body was waited for forever."""
+    import socket
+
+    from clipforge.serve import Limits
+
+    app = create_app(corpus / "idx", Limits(body_timeout_s=1.0))
+    with serve_in_thread(app, host="127.0.0.1", header_timeout=1.0, keep_alive=1.0) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle, partial, slow_body = (socket.create_connection((host, int(port))) for _ in range(3))
+        partial.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        slow_body.sendall(
+            b"POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{\"texts\": "
+        )
+        assert _closed_within(idle, 5)[0] and _closed_within(partial, 5)[0]
+        _, answer = _closed_within(slow_body, 5)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        for s in (idle, partial, slow_body):
+            s.close()
+        import httpx
+
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # normal clients are unaffected

@@ -32,12 +32,14 @@ from PIL import Image
 from clipforge.config import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
 from clipforge.images import load_image
 from clipforge.transforms import (
+    MAX_RESIZE_PIXELS,
     ImageTransform,
     TrainTransform,
     center_crop,
     center_crop_box,
     denormalize,
     random_resized_crop_params,
+    resize_crop_shortest,
     resize_shortest,
     resize_shortest_size,
 )
@@ -436,3 +438,41 @@ def test_transforms_pickle_for_dataloader_workers() -> None:
     tt = TrainTransform(PreprocessConfig(image_size=32), hflip=True, seed=4)
     copy = pickle.loads(pickle.dumps(tt))
     assert torch.equal(copy(image), tt(image))
+
+
+# ----------------------------------------------------------------------------- bounded output
+
+
+def _recording_resizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every size `Image.resize` is asked to produce from now on."""
+    sizes: list[tuple[int, int]] = []
+    original = Image.Image.resize
+
+    def resize(self, size, *args, **kwargs):
+        sizes.append(tuple(size))
+        return original(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", resize)
+    return sizes
+
+
+@pytest.mark.parametrize("size", [(200_000, 1), (1, 200_000), (3, 60_000)])
+def test_sliver_resize_output_is_bounded(size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 200000 x 1 image made 12.8M x 64 pixels (GBs) before the crop; now only the crop is resampled."""
+    sizes = _recording_resizes(monkeypatch)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    out = ImageTransform(PreprocessConfig(image_size=64))(image)
+    assert out.shape == (3, 64, 64) and torch.isfinite(out).all()
+    assert sizes and max(w * h for w, h in sizes) <= MAX_RESIZE_PIXELS
+
+
+def test_bounded_resize_keeps_the_reference_geometry() -> None:
+    """The crop-first path samples the same region with the same filter: close to the full resize."""
+    y, x = np.mgrid[0:6, 0:3000]
+    smooth = Image.fromarray(np.stack([x % 256, (x // 3) % 256, y * 40], -1).astype(np.uint8))
+    for resample in (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR):
+        reference = np.asarray(center_crop(resize_shortest(smooth, 32, resample), 32), dtype=int)
+        bounded = np.asarray(resize_crop_shortest(smooth, 32, resample, max_pixels=32 * 32), dtype=int)
+        assert np.abs(bounded - reference).max() <= 3 and np.abs(bounded - reference).mean() < 0.5
+        exact = np.asarray(resize_crop_shortest(smooth, 32, resample), dtype=int)  # within the budget: exact
+        np.testing.assert_array_equal(exact, reference)

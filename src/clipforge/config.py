@@ -22,6 +22,20 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 Activation = Literal["quick_gelu", "gelu"]
 
 
+def _check_numbers(obj: Any, where: str, ints: tuple[str, ...], floats: tuple[str, ...] = ()) -> None:
+    """Refuse non-numbers, bools, zero and negative sizes early, naming the field (a config from a file
+    may hold anything: `"hidden_size": "768"` or `0` must not surface later as a TypeError or ZeroDivisionError)."""
+    for name in ints:
+        value = getattr(obj, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"{where}.{name} must be a positive integer, got {value!r}")
+    for name in floats:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ValueError(f"{where}.{name} must be a positive number, got {value!r}")
+
+
 @dataclass
 class VisionConfig:
     """Image tower. `kind="vit"` is a Vision Transformer; `kind="resnet"` is OpenAI's ModifiedResNet.
@@ -47,6 +61,8 @@ class VisionConfig:
             raise ValueError(f"vision.kind must be 'vit' or 'resnet', got {self.kind!r}")
         if self.kind == "resnet" and (not isinstance(self.layers, tuple) or len(self.layers) != 4):
             raise ValueError(f"vision.layers must be four stage depths for a ResNet, got {self.layers!r}")
+        _check_numbers(self, "vision", ("image_size", "width", "layers", "heads", "patch_size"),
+                       ("mlp_ratio", "layer_norm_eps"))
         if self.kind == "vit":
             if not isinstance(self.layers, int):
                 raise ValueError(f"vision.layers must be an int for a ViT, got {self.layers!r}")
@@ -86,6 +102,10 @@ class TextConfig:
     def __post_init__(self) -> None:
         if self.pooling not in ("first_eot", "argmax"):
             raise ValueError(f"text.pooling must be 'first_eot' or 'argmax', got {self.pooling!r}")
+        _check_numbers(self, "text", ("context_length", "vocab_size", "width", "heads", "layers"),
+                       ("mlp_ratio", "layer_norm_eps"))
+        if isinstance(self.eot_token_id, bool) or not isinstance(self.eot_token_id, int) or self.eot_token_id < 0:
+            raise ValueError(f"text.eot_token_id must be a non-negative integer, got {self.eot_token_id!r}")
         if self.width % self.heads:
             raise ValueError(f"text.width {self.width} is not divisible by heads {self.heads}")
         _check_act(self.act, "text.act")
@@ -102,8 +122,27 @@ class PreprocessConfig:
     resize_mode: Literal["shortest", "squash"] = "shortest"
 
     def __post_init__(self) -> None:
-        self.mean = tuple(float(x) for x in self.mean)  # type: ignore[assignment]
-        self.std = tuple(float(x) for x in self.std)  # type: ignore[assignment]
+        _check_numbers(self, "preprocess", ("image_size",))
+        try:
+            self.mean = tuple(float(x) for x in self.mean)  # type: ignore[assignment]
+            self.std = tuple(float(x) for x in self.std)  # type: ignore[assignment]
+        except (TypeError, ValueError):
+            raise ValueError(f"preprocess.mean/std must be three numbers, got {self.mean!r} / {self.std!r}") from None
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(x > 0 for x in self.std):
+            raise ValueError(f"preprocess.mean/std must be three numbers (std > 0), got {self.mean} / {self.std}")
+
+
+def _sub_config(cls: type, value: Any, where: str) -> Any:
+    """A tower/preprocess config from a dict (unknown fields named), or as it is."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"model.{where} must be an object, got {type(value).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(value) - known))
+    if unknown:
+        raise ValueError(f"unknown {where} config field(s) {unknown}; expected some of {sorted(known)}")
+    return cls(**value)
 
 
 @dataclass
@@ -120,12 +159,11 @@ class ModelConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if isinstance(self.vision, dict):
-            self.vision = VisionConfig(**self.vision)
-        if isinstance(self.text, dict):
-            self.text = TextConfig(**self.text)
-        if isinstance(self.preprocess, dict):
-            self.preprocess = PreprocessConfig(**self.preprocess)
+        self.vision = _sub_config(VisionConfig, self.vision, "vision")
+        self.text = _sub_config(TextConfig, self.text, "text")
+        if self.preprocess is not None:
+            self.preprocess = _sub_config(PreprocessConfig, self.preprocess, "preprocess")
+        _check_numbers(self, "model", ("embed_dim",))
         if self.preprocess is None:
             self.preprocess = PreprocessConfig(image_size=self.vision.image_size)
 

@@ -1,7 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never a half-written one.
 
 The one place where clipforge writes results, caches and checkpoints: every writer goes through
-`atomic_path`, so a crash or a kill mid-write leaves no truncated file behind.
+`atomic_path`, so a crash or a kill mid-write leaves no truncated file behind. (Also `canonical_path`,
+the one path canonicalisation that never raises.)
 """
 
 from __future__ import annotations
@@ -48,3 +49,12 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array)
+
+
+def canonical_path(path: str | Path) -> Path:
+    """`Path.resolve()`, or the plain absolute path where that fails (a symbolic link loop raises
+    RuntimeError before Python 3.13, a NUL byte ValueError); whoever opens the path reports the problem."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(os.path.abspath(path))

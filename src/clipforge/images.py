@@ -13,9 +13,11 @@ Pillow's conversion. The one deliberate deviation is 16/32-bit integer grayscale
 
 from __future__ import annotations
 
+import errno
 import glob
 import io
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,13 +28,18 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "DEFAULT_MAX_ASPECT_RATIO",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "SAFE_FORMATS",
     "ImageDecodeError",
+    "NotRegularFileError",
     "SkipLog",
+    "entry_problem",
     "iter_image_files",
     "load_image",
+    "open_regular",
+    "printable",
     "to_rgb",
     "try_load_image",
 ]
@@ -43,8 +50,19 @@ __all__ = [
 #: that global, so a `max_pixels` larger than Pillow's hard limit has no effect beyond it.
 DEFAULT_MAX_PIXELS = 2**27
 
-#: File extensions `iter_image_files` picks up when expanding folders and globs (case-insensitive).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+#: Default limit on the ratio of an image's long side to its short side (e.g. 100 allows 10000 x 100).
+#: A pixel limit alone does not bound what preprocessing makes of an image: a 664-byte 200000 x 1 PNG
+#: has only 200k pixels, but resizing its short side to 64 would make it 12.8M x 64. Such slivers are
+#: refused from the header, before decoding; the transforms also crop before resizing (see
+#: `clipforge.transforms`), so an image that reaches them by another way is bounded too.
+DEFAULT_MAX_ASPECT_RATIO = 100.0
+
+#: File extensions `iter_image_files` picks up when expanding folders and globs (case-insensitive):
+#: every format `SAFE_FORMATS` decodes.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".avif"}
+)
 
 #: Pillow decoders `load_image` allows by default: common raster formats only. Exotic plugins
 #: (EPS runs Ghostscript, PSD/FITS/HDF5/...) are refused so arbitrary uploads cannot reach them.
@@ -101,23 +119,103 @@ def _describe(exc: BaseException) -> str:
     return f"corrupt or undecodable image data ({detail})"
 
 
+class NotRegularFileError(OSError):
+    """A path that is not a regular file (a FIFO, socket or device): reading it could block or never end."""
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "directory"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "special file")
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a regular file for binary reading, never blocking: anything else raises `NotRegularFileError`.
+
+    The file is opened non-blocking and checked with `fstat` on the open descriptor (no race with a
+    rename): a FIFO without a writer would otherwise hang the reader forever, and a device such as
+    `/dev/zero` would never end. Other failures raise the usual `OSError`s.
+    """
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _kind(mode)
+            code = errno.EISDIR if kind == "directory" else errno.EINVAL
+            raise NotRegularFileError(code, f"not a regular file ({kind})", os.fspath(path))
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def entry_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as an image file, or None for a regular file (symbolic links followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError as exc:  # a NUL byte in the name
+        return f"invalid file name ({exc})"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return "broken symbolic link"
+        if exc.errno == errno.ENOENT:
+            return "no such file"
+        return f"cannot stat file ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = _kind(mode)
+    return "is a directory, not a file" if kind == "directory" else f"not a regular file ({kind})"
+
+
+def printable(name: str | os.PathLike) -> str:
+    """`name` as text that any UTF-8 writer accepts: undecodable bytes of a file name become `\\xNN`."""
+    text = os.fspath(name)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # lone surrogates that are not escaped bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _open_path(path: Path) -> BinaryIO:
-    """Open a file for reading, mapping OS failures to precise `ImageDecodeError` reasons."""
+    """Open a regular file for reading, mapping OS failures to precise `ImageDecodeError` reasons."""
     name = str(path)
     try:
-        if path.is_dir():
-            raise ImageDecodeError(name, "is a directory, not a file")
-        stream = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    except ImageDecodeError:
-        raise
+        stream = open_regular(path)
+    except NotRegularFileError as exc:
+        reason = "is a directory, not a file" if exc.errno == errno.EISDIR else exc.strerror
+        raise ImageDecodeError(name, reason or "not a regular file") from None
     except FileNotFoundError:
-        raise ImageDecodeError(name, "no such file") from None
+        reason = "broken symbolic link" if os.path.islink(path) else "no such file"
+        raise ImageDecodeError(name, reason) from None
     except IsADirectoryError:
         raise ImageDecodeError(name, "is a directory, not a file") from None
     except PermissionError:
         raise ImageDecodeError(name, "permission denied") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageDecodeError(name, "symbolic link loop") from None
         raise ImageDecodeError(name, f"cannot open file ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise ImageDecodeError(name, f"invalid file name ({exc})") from None
     try:
         empty = os.fstat(stream.fileno()).st_size == 0
     except OSError:
@@ -132,6 +230,7 @@ def load_image(
     source: str | Path | bytes | bytearray | memoryview | BinaryIO,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     exif_transpose: bool = False,
     formats: Sequence[str] | None = SAFE_FORMATS,
 ) -> Image.Image:
@@ -139,13 +238,15 @@ def load_image(
 
     The header is read first and images with more than `max_pixels` pixels are refused before any
     pixel data is decoded (`None` disables this per-call check; Pillow's own global limit still
-    applies). The whole frame is then decoded with `.load()`, so truncated or corrupt files fail
+    applies); so are images whose long side is more than `max_aspect_ratio` times their short side
+    (`None` disables that check; with `exif_transpose` the limit is checked on the stored size, which
+    the transposition only swaps). The whole frame is then decoded with `.load()`, so truncated or corrupt files fail
     here rather than later inside a training loop. Orientation tags are ignored unless
     `exif_transpose=True`, as in the reference CLIP pipelines (malformed EXIF is then ignored).
     `formats` restricts which Pillow decoders may run (`None` allows every installed plugin).
 
     Raises `ImageDecodeError` for every failure: missing path, directory, empty file, unreadable,
-    non-image or disallowed format, truncated/corrupt data, too many pixels.
+    non-image or disallowed format, truncated/corrupt data, too many pixels, extreme aspect ratio.
     """
     owned: BinaryIO | None = None
     if isinstance(source, (str, os.PathLike)):
@@ -176,6 +277,7 @@ def load_image(
                         f"too many pixels, possible decompression bomb ({width}x{height} = "
                         f"{width * height} pixels > max_pixels={max_pixels})",
                     )
+                _check_aspect(name, width, height, max_aspect_ratio)
                 image.load()  # first frame; decodes everything so truncation is detected now
                 if exif_transpose:
                     try:
@@ -192,6 +294,18 @@ def load_image(
     finally:
         if owned is not None:
             owned.close()
+
+
+def _check_aspect(name: str, width: int, height: int, limit: float | None) -> None:
+    """Refuse a sliver (long side over `limit` times the short side) before decoding it."""
+    if limit is None or width < 1 or height < 1:
+        return
+    ratio = max(width, height) / min(width, height)
+    if ratio > limit:
+        raise ImageDecodeError(
+            name,
+            f"extreme aspect ratio ({width}x{height} is {ratio:.6g}:1 > max_aspect_ratio={limit:g})",
+        )
 
 
 def _checked_rgb(image: Image.Image, name: str) -> Image.Image:
@@ -214,28 +328,79 @@ def _has_image_ext(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _walk_images(folder: Path, recursive: bool) -> list[Path]:
-    found: list[Path] = []
-    if recursive:
-        for root, dirs, files in os.walk(folder, followlinks=False):
-            dirs.sort()
-            found.extend(Path(root) / f for f in files if _has_image_ext(Path(f)))
-    else:
-        found = [p for p in folder.iterdir() if p.is_file() and _has_image_ext(p)]
-    return sorted(found)
+class _Walk:
+    """Collects image files; odd entries (not regular files, unlistable folders) go to `skipped`."""
+
+    def __init__(self, recursive: bool, skipped: SkipLog | None) -> None:
+        self.recursive, self.skipped = recursive, skipped
+
+    def skip(self, path: str | Path, reason: str) -> None:
+        if self.skipped is not None:
+            self.skipped.add(os.path.abspath(path), reason)
+
+    def entry(self, path: Path) -> list[Path]:
+        """A file met in a folder or a glob (already known to have an image extension)."""
+        problem = entry_problem(path)
+        if problem is None:
+            return [path]
+        self.skip(path, problem)
+        return []
+
+    def folder(self, folder: Path) -> list[Path]:
+        found: list[Path] = []
+        pending = [folder]
+        while pending:
+            current = pending.pop()
+            try:
+                with os.scandir(current) as it:
+                    entries = list(it)
+            except OSError as exc:
+                self.skip(current, f"cannot list folder ({exc.strerror or exc})")
+                continue
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()  # follows symbolic links ...
+                    is_link = entry.is_symlink()
+                except OSError:
+                    is_dir = is_link = False
+                if is_dir:
+                    if self.recursive and not is_link:  # ... but never descends through them (no cycles)
+                        pending.append(Path(entry.path))
+                    continue
+                path = Path(entry.path)
+                if not _has_image_ext(path):
+                    continue
+                try:
+                    regular = entry.is_file()  # from the directory listing: no extra system call
+                except OSError:
+                    regular = False
+                if regular:
+                    found.append(path)
+                else:
+                    found.extend(self.entry(path))
+        return sorted(found)
 
 
-def iter_image_files(inputs: Sequence[str | Path] | str | Path, recursive: bool = True) -> list[Path]:
+def iter_image_files(
+    inputs: Sequence[str | Path] | str | Path, recursive: bool = True, skipped: SkipLog | None = None
+) -> list[Path]:
     """Expand files, folders and glob patterns into a sorted, de-duplicated list of image paths.
 
     Folders contribute files with an image extension (see `IMAGE_EXTENSIONS`, any case), walked
-    recursively unless `recursive=False`, sorted. Files named explicitly are kept whatever their
-    extension. Glob patterns (`*`, `?`, `[`; `**` when recursive) contribute matching image files
-    and expand matching folders. A path that does not exist, or a pattern that matches nothing,
-    raises FileNotFoundError naming it, so a typo cannot silently shrink a dataset.
+    recursively unless `recursive=False`, sorted; symbolic links to folders are not followed. Files
+    named explicitly are kept whatever their extension. Glob patterns (`*`, `?`, `[`; `**` when
+    recursive) contribute matching image files and expand matching folders. A path that does not
+    exist, or a pattern that matches nothing, raises FileNotFoundError naming it, so a typo cannot
+    silently shrink a dataset.
+
+    Only regular files are returned (links followed). Odd entries -- FIFOs, sockets, devices,
+    broken or looping symbolic links, folders that cannot be listed -- are recorded in `skipped`
+    (name and reason) when it is given, else left out; an odd entry named explicitly without a
+    `skipped` log raises ValueError naming it.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    walk = _Walk(recursive, skipped)
     result: list[Path] = []
     seen: set[Path] = set()
 
@@ -248,18 +413,23 @@ def iter_image_files(inputs: Sequence[str | Path] | str | Path, recursive: bool 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            add_all(_walk_images(path, recursive))
+            add_all(walk.folder(path))
         elif path.is_file():
             add_all([path])
+        elif os.path.lexists(path):  # exists, but is no regular file or folder (even through its links)
+            problem = entry_problem(path) or "not a regular file"
+            if skipped is None:
+                raise ValueError(f"{printable(path)!r}: {problem}")
+            walk.skip(path, problem)
         elif glob.has_magic(str(item)):
             matches = sorted(glob.glob(str(item), recursive=recursive))
             if not matches:
                 raise FileNotFoundError(f"no files match pattern {str(item)!r}")
             for match in map(Path, matches):
                 if match.is_dir():
-                    add_all(_walk_images(match, recursive))
-                elif match.is_file() and _has_image_ext(match):
-                    add_all([match])
+                    add_all(walk.folder(match))
+                elif _has_image_ext(match):
+                    add_all(walk.entry(match))
         else:
             raise FileNotFoundError(f"no such file or directory: {str(item)!r}")
     return result
@@ -289,7 +459,7 @@ class SkipLog:
         self.count += 1
         self.by_reason[text.split(" (", 1)[0]] += 1
         if len(self.items) < self.max_items:
-            self.items.append((str(source), text))
+            self.items.append((printable(source), printable(text)))
 
     def merge(self, other: SkipLog) -> None:
         """Fold another log (e.g. from a worker process) into this one."""

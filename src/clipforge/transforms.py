@@ -15,6 +15,13 @@ as torchvision runs it on PIL images:
   `clipforge.images.load_image` are already RGB, so none of that applies to them.
 * ToTensor + Normalize: float32 `x / 255`, then `(x - mean) / std` in float32.
 
+Output is bounded whatever the input: the reference resizes the whole image before cropping, so a
+200000 x 1 sliver would become 12.8M x 64 pixels at n = 64. When that intermediate would exceed
+`MAX_RESIZE_PIXELS`, only the region the centre crop keeps is resampled (Pillow's `box=`): the
+output is n x n with the same filter and geometry, equal to the reference within a few grey levels
+(Pillow takes the box in float32). Every image within `clipforge.images.DEFAULT_MAX_ASPECT_RATIO`
+at n <= 289 takes the exact path.
+
 Hugging Face's `CLIPImageProcessor` (PIL backend, transformers 5.x) differs in two documented ways:
 it crops from `(size - n) // 2` (floor, so a one-pixel shift whenever the excess is 3 mod 4) and it
 composites transparent images onto white before resizing. Everything else agrees bit for bit.
@@ -36,18 +43,23 @@ from .images import load_image, to_rgb
 
 __all__ = [
     "ImageInput",
+    "MAX_RESIZE_PIXELS",
     "ImageTransform",
     "TrainTransform",
     "center_crop",
     "center_crop_box",
     "denormalize",
     "random_resized_crop_params",
+    "resize_crop_shortest",
     "resize_shortest",
     "resize_shortest_size",
     "to_pil",
 ]
 
 ImageInput = Union[Image.Image, np.ndarray, str, Path]
+
+#: Largest image (in pixels; ~32 MB as Pillow stores RGB) the exact resize-then-crop may create.
+MAX_RESIZE_PIXELS = 2**23
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 # Modes that `convert("RGB")` would clip to 8 bits; these are scaled to RGB before anything else.
@@ -95,6 +107,24 @@ def resize_shortest(image: Image.Image, size: int, resample: int = Image.Resampl
     """torchvision `Resize(size)` on a PIL image (returned as is when already the right size)."""
     new = resize_shortest_size(image.width, image.height, size)
     return image if new == image.size else image.resize(new, resample)
+
+
+def resize_crop_shortest(
+    image: Image.Image, size: int, resample: int = Image.Resampling.BICUBIC, max_pixels: int = MAX_RESIZE_PIXELS
+) -> Image.Image:
+    """torchvision `Resize(size)` then `CenterCrop(size)`, never creating more than `max_pixels` pixels.
+
+    Exact (bit for bit) when the resized image fits in `max_pixels`; otherwise only the part the crop
+    keeps is resampled, with the reference's geometry (within a few grey levels of it).
+    """
+    new_w, new_h = resize_shortest_size(image.width, image.height, size)
+    if new_w * new_h <= max_pixels:
+        return center_crop(resize_shortest(image, size, resample), size)
+    left, top, right, bottom = center_crop_box(new_w, new_h, size)  # within the resized image: long >= short
+    if (new_w, new_h) == image.size:
+        return image.crop((left, top, right, bottom))
+    sx, sy = image.width / new_w, image.height / new_h
+    return image.resize((size, size), resample, box=(left * sx, top * sy, right * sx, bottom * sy))
 
 
 def _crop_offset(length: int, size: int) -> int:
@@ -162,7 +192,7 @@ class ImageTransform:
         n = self.size
         if self.config.resize_mode == "squash":
             return pil if pil.size == (n, n) else pil.resize((n, n), self.resample)
-        return center_crop(resize_shortest(pil, n, self.resample), n)
+        return resize_crop_shortest(pil, n, self.resample)
 
     def __call__(self, image: ImageInput) -> torch.Tensor:
         return _to_tensor(self.resize_crop(image), self.mean, self.std)

@@ -7,6 +7,7 @@ weights and names the vision pre-norm `pre_layrnorm` (sic).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -75,19 +76,49 @@ def _pick(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 def _act(name: str, where: str) -> str:
-    if name not in _ACTS:
+    if not isinstance(name, str) or name not in _ACTS:
         raise CheckpointError(f"{where}: hidden_act {name!r} is not supported (expected one of {sorted(_ACTS)})")
     return _ACTS[name]
 
 
-def config_from_hf(data: dict[str, Any], preprocessor: dict[str, Any] | None = None) -> ModelConfig:
-    """Translate an HF `CLIPConfig` dict (config.json) and optional preprocessor_config.json."""
+_INT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "max_position_embeddings", "image_size", "patch_size", "num_channels")
+
+
+def _sub(data: dict[str, Any], name: str, defaults: dict[str, Any], source: str) -> dict[str, Any]:
+    """`text_config`/`vision_config` with defaults, each size a positive integer (named if not)."""
+    raw = data.get(name) or {}
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{source}: {name} must be an object, got {type(raw).__name__}")
+    sub = _pick(raw, defaults)
+    for key in _INT_FIELDS:
+        if key in sub and (isinstance(sub[key], bool) or not isinstance(sub[key], int) or sub[key] < 1):
+            raise CheckpointError(f"{source}: {name}.{key} must be a positive integer, got {sub[key]!r}")
+    return sub
+
+
+def config_from_hf(
+    data: dict[str, Any], preprocessor: dict[str, Any] | None = None, source: str | Path = "config.json"
+) -> ModelConfig:
+    """Translate an HF `CLIPConfig` dict (config.json) and optional preprocessor_config.json.
+
+    Malformed values (a size that is a string, zero, negative; an unknown activation) are a
+    `CheckpointError` naming `source` and the field."""
+    try:
+        return _config_from_hf(data, preprocessor, str(source))
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: invalid Hugging Face CLIP config ({type(exc).__name__}: {exc})") from None
+
+
+def _config_from_hf(data: dict[str, Any], preprocessor: dict[str, Any] | None, source: str) -> ModelConfig:
     if data.get("model_type") not in (None, "clip"):
-        raise CheckpointError(f"config.json has model_type {data.get('model_type')!r}; expected 'clip'")
-    t = _pick(data.get("text_config") or {}, _HF_TEXT_DEFAULTS)
-    v = _pick(data.get("vision_config") or {}, _HF_VISION_DEFAULTS)
+        raise CheckpointError(f"{source} has model_type {data.get('model_type')!r}; expected 'clip'")
+    t = _sub(data, "text_config", _HF_TEXT_DEFAULTS, source)
+    v = _sub(data, "vision_config", _HF_VISION_DEFAULTS, source)
     if v["num_channels"] != 3:
-        raise CheckpointError(f"config.json: vision_config.num_channels is {v['num_channels']}; expected 3")
+        raise CheckpointError(f"{source}: vision_config.num_channels is {v['num_channels']}; expected 3")
     legacy_eos = t["eos_token_id"] == 2  # HF pools at argmax(input_ids) for such configs
     text = TextConfig(
         context_length=t["max_position_embeddings"],
@@ -96,7 +127,7 @@ def config_from_hf(data: dict[str, Any], preprocessor: dict[str, Any] | None = N
         heads=t["num_attention_heads"],
         layers=t["num_hidden_layers"],
         mlp_ratio=t["intermediate_size"] / t["hidden_size"],
-        act=_act(t["hidden_act"], "text_config"),
+        act=_act(t["hidden_act"], f"{source}: text_config"),
         layer_norm_eps=t["layer_norm_eps"],
         eot_token_id=49407 if legacy_eos else t["eos_token_id"],
         pooling="argmax" if legacy_eos else "first_eot",
@@ -109,7 +140,7 @@ def config_from_hf(data: dict[str, Any], preprocessor: dict[str, Any] | None = N
         heads=v["num_attention_heads"],
         patch_size=v["patch_size"],
         mlp_ratio=v["intermediate_size"] / v["hidden_size"],
-        act=_act(v["hidden_act"], "vision_config"),
+        act=_act(v["hidden_act"], f"{source}: vision_config"),
         layer_norm_eps=v["layer_norm_eps"],
     )
     preprocess = PreprocessConfig(image_size=vision.image_size)

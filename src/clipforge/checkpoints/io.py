@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import pickle
+import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -42,8 +47,10 @@ def read_tensor_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     if is_torchscript_archive(path):
         try:
             return read_torchscript_tensors(path), "torchscript"
-        except (pickle.UnpicklingError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"{path}: unreadable TorchScript archive: {exc}") from exc
+        except MemoryError:
+            raise
+        except Exception as exc:  # an untrusted archive: every malformation is the file's fault, not ours
+            raise CheckpointError(f"{path}: unreadable TorchScript archive ({type(exc).__name__}: {exc})") from None
     if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):
         raise CheckpointError(f"{path}: not a readable checkpoint (neither safetensors, a zip archive nor a pickle)")
     try:
@@ -59,9 +66,66 @@ def read_tensor_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     return unwrap_state_dict(obj, str(path)), "pickle"
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
+
+
+def read_safetensors_shapes(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as `meta` tensors (dtype and shape, no data), from its header only.
+
+    What a checkpoint holds can then be checked against a config before a byte of weights is read or a
+    parameter allocated. The header is validated (size, offsets within the file, byte counts that match
+    the shapes); anything inconsistent is a `CheckpointError` naming the file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            raw = fh.read(8)
+            if len(raw) < 8:
+                raise CheckpointError(f"{path}: not a readable safetensors file (shorter than its header)")
+            (length,) = struct.unpack("<Q", raw)
+            if length > min(size - 8, _MAX_HEADER_BYTES):
+                raise CheckpointError(f"{path}: not a readable safetensors file (header of {length} bytes)")
+            header = json.loads(fh.read(length))
+    except (OSError, ValueError, RecursionError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a readable safetensors file (the header is not an object)")
+    data_bytes = size - 8 - length
+    out: dict[str, torch.Tensor] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = _SAFETENSORS_DTYPES.get(entry["dtype"], torch.uint8)
+            shape = [int(d) for d in entry["shape"]]
+            start, end = (int(x) for x in entry["data_offsets"])
+            if any(d < 0 for d in shape) or not 0 <= start <= end <= data_bytes:
+                raise ValueError("out of range")
+            if entry["dtype"] in _SAFETENSORS_DTYPES and math.prod(shape) * dtype.itemsize != end - start:
+                raise ValueError(f"{end - start} bytes for shape {shape}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: tensor {str(name)[:80]!r} has an invalid header entry ({exc})") from None
+        out[name] = torch.empty(shape, dtype=dtype, device="meta")
+    return out
+
+
 def _unpickler_reason(exc: Exception) -> str:
-    """The one informative line of torch's weights-only error (which global it refused)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    """The informative part of torch's weights-only error: which global it refused (torch words it
+    differently across versions: "Unsupported global: GLOBAL x.y ...", "unsupported GLOBAL x.y whose
+    module x is blocked", "WeightsUnpickler error: ...")."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it refers to the global {found.group(1)}, which is not allowed"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for i, line in enumerate(lines):
         if line.startswith("WeightsUnpickler error"):
             return (line.split(":", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")).rstrip(".")

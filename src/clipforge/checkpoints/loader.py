@@ -8,17 +8,18 @@ directory. Layout and architecture come from the weights and config files, never
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from ..config import Activation, ModelConfig, get_config
 from ..model import CLIP
 from . import hf, openai
-from .io import CheckpointError, read_tensor_file
+from .io import CheckpointError, read_safetensors_shapes, read_tensor_file
 
 NATIVE_FORMAT = "clipforge"
 NATIVE_WEIGHTS = "model.safetensors"
@@ -47,14 +48,25 @@ def resolve_config(config: ConfigLike) -> ModelConfig | None:
         return ModelConfig.from_dict(config)
     path = Path(config)
     if path.suffix == ".json" or path.is_file():
-        data = json.loads(path.read_text())
-        return ModelConfig.from_dict(data.get("model", data))
+        data = _read_json(path)
+        return _model_config(data.get("model", data), path)
     return get_config(str(config))
+
+
+def _model_config(data: Any, source: Path) -> ModelConfig:
+    """A `ModelConfig` from a config file's dict; anything malformed is a `CheckpointError` naming the file."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: the model config must be a JSON object, got {type(data).__name__}")
+    try:
+        return ModelConfig.from_dict(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: invalid model config ({exc})") from None
 
 
 def read_checkpoint(path: str | Path, config: ConfigLike = None, activation: Activation | None = None) -> Checkpoint:
     """Read any supported checkpoint. `config` overrides inference; `activation` sets QuickGELU vs GELU
-    where the files do not say (bare OpenAI-layout state dicts)."""
+    where the files do not say (bare OpenAI-layout state dicts). The weights are checked against the
+    config (keys, shapes, dtypes; no model is allocated for that) and for NaN/infinite values."""
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
@@ -64,7 +76,16 @@ def read_checkpoint(path: str | Path, config: ConfigLike = None, activation: Act
         ckpt.config = override
     elif activation is not None:
         ckpt.config = ckpt.config.replace(vision={"act": activation}, text={"act": activation})
+    check_fits(ckpt.config, ckpt.state_dict, ckpt.path, ckpt.source_format)
+    _check_values(ckpt)
     return ckpt
+
+
+def _check_values(ckpt: Checkpoint) -> None:
+    """Refuse weights holding NaN or infinities (no trained CLIP does; they would poison every feature)."""
+    bad = [k for k, v in ckpt.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{ckpt.path}: {len(bad)} tensor(s) hold NaN or infinite values, e.g. {bad[:4]}")
 
 
 def _read_dir(path: Path, activation: Activation | None) -> Checkpoint:
@@ -72,17 +93,24 @@ def _read_dir(path: Path, activation: Activation | None) -> Checkpoint:
     if cfg_file.is_file():
         data = _read_json(cfg_file)
         if data.get("format") == NATIVE_FORMAT:
-            sd, _ = read_tensor_file(path / NATIVE_WEIGHTS)
-            return Checkpoint(ModelConfig.from_dict(data["model"]), sd, "native", path, _tokenizer_dir(path))
-        if data.get("model_type") == "clip" or "CLIPModel" in data.get("architectures", []):
+            if "model" not in data:
+                raise CheckpointError(f"{cfg_file}: a clipforge config.json must hold the model config under 'model'")
+            cfg = _model_config(data["model"], cfg_file)
+            files = _weight_files(path, (NATIVE_WEIGHTS,))
+            _precheck(cfg, files, lambda meta: meta, path, "native")
+            return Checkpoint(cfg, _read_files(files), "native", path, _tokenizer_dir(path))
+        architectures = data.get("architectures")
+        if data.get("model_type") == "clip" or (isinstance(architectures, list) and "CLIPModel" in architectures):
             pre = path / "preprocessor_config.json"
-            cfg = hf.config_from_hf(data, _read_json(pre) if pre.is_file() else None)
-            sd = _convert_hf(_read_weights(path, ("model.safetensors", "pytorch_model.bin")), path)
+            cfg = hf.config_from_hf(data, _read_json(pre) if pre.is_file() else None, source=cfg_file)
+            files = _weight_files(path, ("model.safetensors", "pytorch_model.bin"))
+            _precheck(cfg, files, lambda meta: _convert_hf(meta, path), path, "hf")
+            sd = _convert_hf(_read_files(files), path)
             return Checkpoint(cfg, sd, "hf", path, _tokenizer_dir(path))
     oc_file = path / "open_clip_config.json"
     if oc_file.is_file():
         cfg = openai.config_from_openclip_json(_read_json(oc_file))
-        sd = _read_weights(path, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
+        sd = _read_files(_weight_files(path, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")))
         return Checkpoint(cfg, _convert_openai(sd, path), "openclip", path, _tokenizer_dir(path))
     weights = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     if len(weights) == 1:
@@ -121,7 +149,7 @@ def _read_file(path: Path, activation: Activation | None) -> Checkpoint:
         cfg_file = path.parent / "config.json"
         native = _convert_hf(sd, path)
         if cfg_file.is_file():
-            cfg = hf.config_from_hf(_read_json(cfg_file))
+            cfg = hf.config_from_hf(_read_json(cfg_file), source=cfg_file)
         else:
             cfg = openai.config_from_openai_state(openai.native_to_openai(native), activation or "quick_gelu")
         return Checkpoint(cfg, native, "hf", path, _tokenizer_dir(path.parent))
@@ -146,25 +174,53 @@ def _convert_hf(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tens
         raise CheckpointError(f"{path}: {exc}") from exc
 
 
-def _read_weights(directory: Path, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+def _weight_files(directory: Path, names: tuple[str, ...]) -> list[Path]:
+    """The weights files of a checkpoint directory: the first of `names` present, or the shards its
+    `NAME.index.json` lists (each a plain file name inside `directory`; anything else is refused)."""
     for name in names:
         if (directory / name).is_file():
-            return read_tensor_file(directory / name)[0]
+            return [directory / name]
         index = directory / f"{name}.index.json"
         if index.is_file():
-            shards = sorted(set(_read_json(index)["weight_map"].values()))
-            out: dict[str, torch.Tensor] = {}
-            for shard in shards:
-                out.update(read_tensor_file(directory / shard)[0])
-            return out
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise CheckpointError(f"{index}: expected a non-empty 'weight_map' object")
+            shards = []
+            for shard in sorted(set(map(str, weight_map.values()))):
+                if Path(shard).name != shard or shard in (".", "..") or "\\" in shard:
+                    raise CheckpointError(
+                        f"{index}: weight_map names {shard[:200]!r}; shards must be files in {directory}"
+                    )
+                shards.append(directory / shard)
+            return shards
     raise CheckpointError(f"{directory}: no weights file; expected one of {list(names)}")
+
+
+def _read_files(files: list[Path]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for file in files:
+        out.update(read_tensor_file(file)[0])
+    return out
+
+
+def _precheck(cfg: ModelConfig, files: list[Path], convert, path: Path, source_format: str) -> None:
+    """Check `cfg` against the shapes in the safetensors headers of `files`, before reading any weights
+    (pickled weights have no header: they are checked after reading, before the model is built)."""
+    if not all(f.suffix == ".safetensors" and f.is_file() for f in files):
+        return
+    meta: dict[str, torch.Tensor] = {}
+    for file in files:
+        meta.update(read_safetensors_shapes(file))
+    check_fits(cfg, convert(meta), path, source_format)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError, 4300+ digit integers
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return data
@@ -176,31 +232,84 @@ def _tokenizer_dir(directory: Path) -> Path | None:
     return directory if any((directory / n).is_file() for n in names) else None
 
 
-def build_model(ckpt: Checkpoint) -> CLIP:
-    """Instantiate the model and load the weights strictly, explaining any mismatch."""
-    model = CLIP(ckpt.config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(ckpt.state_dict))
-    unexpected = sorted(set(ckpt.state_dict) - set(expected))
+_BLOCK_INDEX = {
+    "text": re.compile(r"^text\.transformer\.resblocks\.(\d+)\."),
+    "vit": re.compile(r"^visual\.transformer\.resblocks\.(\d+)\."),
+    **{f"stage{i}": re.compile(rf"^visual\.layer{i}\.(\d+)\.") for i in range(1, 5)},
+}
+
+
+def _depths(keys) -> dict[str, int]:
+    """Blocks per tower (and ResNet stage) present in native-layout keys: distinct block indices."""
+    found: dict[str, set[int]] = {name: set() for name in _BLOCK_INDEX}
+    for key in keys:
+        for name, pattern in _BLOCK_INDEX.items():
+            if m := pattern.match(key):
+                found[name].add(int(m.group(1)))
+    return {name: len(indices) for name, indices in found.items()}
+
+
+def check_fits(config: ModelConfig, state_dict: dict[str, torch.Tensor], path: Path, source_format: str) -> None:
+    """Refuse a config the weights do not fit, without allocating the model the config describes.
+
+    First the depths (cheap: a config claiming 200,000 layers is refused before a single module is
+    made), then every shape and dtype against a skeleton of the model on the `meta` device (no memory).
+    Works on real and on `meta` tensors (shapes read from safetensors headers).
+    """
+    depths = _depths(state_dict)
+    v, t = config.vision, config.text
+    claimed = {"text": t.layers}
+    if v.kind == "vit":
+        claimed["vit"] = int(v.layers)  # type: ignore[arg-type]
+    else:
+        claimed.update({f"stage{i + 1}": n for i, n in enumerate(v.layers)})  # type: ignore[arg-type]
+    wrong = [f"{name}: config {n}, weights {depths[name]}" for name, n in claimed.items() if depths[name] != n]
+    parts = [f"block counts differ ({'; '.join(wrong)})"] if wrong else []
+    if sum(claimed.values()) > 4 * sum(depths.values()) + 256:  # absurd: not even a skeleton is built
+        _refuse(path, source_format, parts)
+    try:
+        with torch.device("meta"):
+            expected = CLIP(config).state_dict()
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the model config cannot be built ({type(exc).__name__}: {exc})") from None
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
     shapes = [
-        f"{k}: checkpoint {tuple(ckpt.state_dict[k].shape)} vs model {tuple(v.shape)}"
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
-        if k in ckpt.state_dict and ckpt.state_dict[k].shape != v.shape
+        if k in state_dict and state_dict[k].shape != v.shape
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {missing[:8]}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:8]}")
-        if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): {shapes[:4]}")
-        raise CheckpointError(
-            f"{ckpt.path}: weights ({ckpt.source_format}) do not fit the model config: "
-            + "; ".join(parts)
-            + ". Pass config=... (a preset name such as 'ViT-B-32', a ModelConfig, or a config JSON) if the "
-            "architecture was inferred wrongly."
-        )
-    dtype = expected["logit_scale"].dtype
+    dtypes = [
+        f"{k}: {state_dict[k].dtype} for a {v.dtype} parameter"
+        for k, v in expected.items()
+        if k in state_dict and v.is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {missing[:8]}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:8]}")
+    if shapes:
+        parts.append(f"shape mismatches ({len(shapes)}): {shapes[:4]}")
+    if dtypes:
+        parts.append(f"non-float tensors ({len(dtypes)}): {dtypes[:4]}")
+    if parts:
+        _refuse(path, source_format, parts)
+
+
+def _refuse(path: Path, source_format: str, parts: list[str]) -> NoReturn:
+    raise CheckpointError(
+        f"{path}: weights ({source_format}) do not fit the model config: "
+        + "; ".join(parts)
+        + ". Pass config=... (a preset name such as 'ViT-B-32', a ModelConfig, or a config JSON) if the "
+        "architecture was inferred wrongly."
+    )
+
+
+def build_model(ckpt: Checkpoint) -> CLIP:
+    """Instantiate the model and load the weights strictly, explaining any mismatch (checked before
+    the model is allocated, so a config that lies about its size costs nothing)."""
+    check_fits(ckpt.config, ckpt.state_dict, ckpt.path, ckpt.source_format)
+    model = CLIP(ckpt.config)
+    dtype = model.logit_scale.dtype
     model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt.state_dict.items()})
     return model.eval()

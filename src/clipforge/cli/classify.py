@@ -13,6 +13,7 @@ from ..adapt import load_adapted
 from ..adapt.surface import check_runtime
 from ..data.embedding import embed_images
 from ..data.inputs import item_images, resolve_items
+from ..images import SkipLog
 from ..zeroshot import ZeroShotClassifier
 from .common import add_model_arguments, load_from_args
 
@@ -43,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
-    images = item_images(resolve_items(args.images))
+    skipped = SkipLog()
+    images = item_images(resolve_items(args.images, skipped=skipped))
     if not len(images):
+        if skipped.count:
+            print(skipped.summary(), file=sys.stderr)
         raise ValueError("no images found in the given inputs")
     if args.adapter is not None:
         if args.labels is not None:
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.json,
         name=images.name,
     )
+    skipped.merge(result.skipped)
     paths = [images.name(int(i)) for i in result.kept]
     probs = classifier.probabilities(torch.from_numpy(result.features))
     k = min(args.top_k, len(classifier.classnames))
@@ -78,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             shown = ", ".join(f"{x['label']} {x['probability']:.1%}" for x in preds)
             print(f"{path}: {shown}")
-    for source, reason in result.skipped.items:
+    for source, reason in skipped.items:
         if args.json:
             print(json.dumps({"image": source, "skipped": reason}))
-    if result.skipped.count:
-        print(result.skipped.summary(), file=sys.stderr)
+    if skipped.count:
+        print(skipped.summary(), file=sys.stderr)
     return 0 if paths else 1

@@ -1,4 +1,9 @@
-"""`clipforge embed INPUT --out DIR`: embeddings of images and/or texts as .npy plus an index table."""
+"""`clipforge embed INPUT --out DIR`: embeddings of images and/or texts as .npy plus an index table.
+
+Everything is computed and checked before anything is written, and `summary.json` is written last
+(and removed first): where it exists, the files beside it are complete and agree with it
+(`images.csv` has one row per row of `image_embeddings.npy`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from pathlib import Path
 from ..data.columns import CAPTION_COLUMNS, is_manifest, read_rows, require_column
 from ..data.embedding import embed_images, embed_texts
 from ..data.inputs import item_images, resolve_items
-from ..files import save_npy_atomic, write_json_atomic
+from ..files import atomic_path, save_npy_atomic, write_json_atomic
+from ..images import SkipLog
 from .common import add_model_arguments, load_from_args
 
 HELP = "embed a folder, glob or CSV of images (and/or texts) to .npy"
@@ -39,14 +45,17 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.inputs and not args.texts:
         raise ValueError("nothing to embed: give image inputs and/or --texts FILE")
+    texts = _read_texts(Path(args.texts), args.text_column) if args.texts else None  # fail before any work
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)  # written last: its presence means the outputs agree
     model, preprocess, tokenizer = load_from_args(args)
     summary: dict = {"model": str(args.model or "default"), "runtime": model.runtime}
     summary["normalized"] = not args.no_normalize
 
     if args.inputs:
-        images = item_images(resolve_items(args.inputs, args.image_column))
+        skipped = SkipLog()
+        images = item_images(resolve_items(args.inputs, args.image_column, skipped=skipped))
         res = embed_images(
             model,
             preprocess,
@@ -56,20 +65,21 @@ def run(args: argparse.Namespace) -> int:
             normalize=not args.no_normalize,
             name=images.name,
         )
+        skipped.merge(res.skipped)
         paths = [images.name(int(i)) for i in res.kept]
-        save_npy_atomic(out / "image_embeddings.npy", res.features)
         _write_table(out / "images", ["id", "path"], list(enumerate(paths)))
-        _write_table(out / "skipped", ["path", "reason"], res.skipped.items)
-        summary.update(images=len(paths), skipped=res.skipped.count, image_dim=int(res.features.shape[1]))
+        _write_table(out / "skipped", ["path", "reason"], skipped.items)
+        save_npy_atomic(out / "image_embeddings.npy", res.features)
+        summary.update(images=len(paths), skipped=skipped.count, image_dim=int(res.features.shape[1]))
+        summary["skipped_reasons"] = dict(skipped.by_reason)
         print(f"embedded {len(paths)} images -> {out / 'image_embeddings.npy'}")
-        if res.skipped.count:
-            print(res.skipped.summary())
+        if skipped.count:
+            print(skipped.summary())
 
-    if args.texts:
-        texts = _read_texts(Path(args.texts), args.text_column)
+    if texts is not None:
         feats = embed_texts(model, tokenizer, texts, normalize=not args.no_normalize)
-        save_npy_atomic(out / "text_embeddings.npy", feats)
         _write_table(out / "texts", ["id", "text"], list(enumerate(texts)))
+        save_npy_atomic(out / "text_embeddings.npy", feats)
         summary.update(texts=len(texts))
         print(f"embedded {len(texts)} texts -> {out / 'text_embeddings.npy'}")
 
@@ -93,8 +103,8 @@ def _read_texts(path: Path, column: str | None) -> list[str]:
 
 
 def _write_table(stem: Path, header: list[str], rows: list) -> None:
-    """CSV always; Parquet as well when pyarrow is installed."""
-    with open(stem.with_suffix(".csv"), "w", newline="", encoding="utf-8") as fh:
+    """CSV always; Parquet as well when pyarrow is installed (each written atomically)."""
+    with atomic_path(stem.with_suffix(".csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)
@@ -104,4 +114,5 @@ def _write_table(stem: Path, header: list[str], rows: list) -> None:
     except ImportError:
         return
     columns = list(zip(*rows)) if rows else [[] for _ in header]
-    pq.write_table(pa.table({h: list(c) for h, c in zip(header, columns)}), stem.with_suffix(".parquet"))
+    with atomic_path(stem.with_suffix(".parquet")) as tmp:
+        pq.write_table(pa.table({h: list(c) for h, c in zip(header, columns)}), str(tmp))

@@ -6,6 +6,7 @@ import argparse
 
 from ..runtime import BACKENDS, PRECISIONS
 from ..serve import Limits, create_app, serve
+from ..serve.guard import LOOPBACK_HOSTS
 
 HELP = "serve an index over HTTP: /search, /classify, /embed, /image/{id}, a web page at / and docs at /docs"
 
@@ -22,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
     parser.add_argument("--max-k", type=int, default=100, help="most results per search")
     parser.add_argument("--max-batch", type=int, default=32, help="most texts per /embed request")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients may use in the Host header (repeatable; default: the loopback names and --host)",
+    )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -32,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0 or args.max_k < 1 or args.max_batch < 1:
         raise ValueError("--max-upload-mb, --max-k and --max-batch must be positive")
     upload = int(args.max_upload_mb * 2**20)
+    hosts = [*LOOPBACK_HOSTS, *args.allowed_host]
+    if args.host not in ("0.0.0.0", "::", ""):
+        hosts.append(args.host)
+    elif not args.allowed_host:
+        print("note: bound to all interfaces; only loopback Host names are accepted until you add --allowed-host NAME")
     limits = Limits(max_image_bytes=upload, max_body_bytes=upload + 2**20, max_k=args.max_k, max_texts=args.max_batch)
     app = create_app(
         args.directory,
@@ -41,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         templates=args.templates,
         precision=args.precision,
         backend=args.backend,
+        allowed_hosts=hosts,
     )
     print(f"serving {args.directory} on http://{args.host}:{args.port}/  (API docs: /docs)")
     serve(app, args.host, args.port, args.log_level)

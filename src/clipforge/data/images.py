@@ -13,7 +13,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 from PIL import Image
 
-from ..images import DEFAULT_MAX_PIXELS, load_image, to_rgb
+from ..images import DEFAULT_MAX_PIXELS, load_image, open_regular, to_rgb
 from .shards import read_range
 
 
@@ -46,7 +46,7 @@ class ImageRef:
 
     def read_bytes(self) -> bytes:
         if self.member is None:
-            with open(self.path, "rb") as fh:
+            with open_regular(self.path) as fh:
                 return fh.read()
         return read_range(self.path, self.offset, self.size)
 

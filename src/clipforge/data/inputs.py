@@ -9,15 +9,24 @@ parquet manifest (column aliases: `clipforge.data.columns`; relative paths are r
 webdataset shards (`clipforge.data.shards`: plain `.tar` files, globs or brace patterns), whose
 first image member per key is indexed and whose `.txt`/`.caption`/`.json` member is the caption.
 Tar members are located by byte offset, so one sample is read later with one seek.
+
+Odd entries never become items: FIFOs, devices, broken or looping links and unlistable folders
+met while walking (`clipforge.images.iter_image_files`), manifest rows naming no regular file
+(missing files included), unreadable shards, and names that are not
+valid UTF-8 (no table, CSV or JSON output could record them faithfully). They are recorded in the
+`skipped` log the caller passes, by name and reason, so a command counts them with the images it
+could not decode.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..images import iter_image_files
+from ..files import canonical_path
+from ..images import SkipLog, entry_problem, iter_image_files
 from .columns import is_manifest, read_pairs
 from .images import ImageRef, RefImages
 from .shards import expand_shards, index_shard, is_shard_pattern
@@ -44,6 +53,17 @@ class Item:
         return ImageRef(self.path, self.member, self.offset, self.size)
 
 
+def _unwritable_name(item: Item) -> bool:
+    """True if a name of `item` holds undecodable bytes (surrogates), which no UTF-8 output can store."""
+    for text in (item.path, item.key, item.member):
+        if text is not None and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
 def tar_items(path: str | Path) -> list[Item]:
     """The samples of one uncompressed webdataset shard that hold an image, in member order."""
     items = []
@@ -54,35 +74,62 @@ def tar_items(path: str | Path) -> list[Item]:
     return items
 
 
-def manifest_items(path: str | Path, image_column: str | None, caption_column: str | None) -> list[Item]:
-    """Items of a manifest (the caption column is optional unless named)."""
+def manifest_items(
+    path: str | Path, image_column: str | None, caption_column: str | None, skipped: SkipLog | None = None
+) -> list[Item]:
+    """Items of a manifest (the caption column is optional unless named); rows naming no regular file
+    (missing, a folder, a FIFO, a device, a broken or looping link) are recorded in `skipped` instead."""
     paths, captions = read_pairs(path, image_column, caption_column, captions=caption_column is not None)
-    return [Item(str(p.resolve()), str(p), c or None) for p, c in zip(paths, captions)]
+    items = []
+    for p, c in zip(paths, captions):
+        problem = entry_problem(p)
+        if problem is not None:
+            if skipped is not None:
+                skipped.add(os.path.abspath(p), problem)
+            continue
+        items.append(Item(str(canonical_path(p)), str(p), c or None))
+    return items
 
 
 def resolve_items(
-    inputs: Sequence[str], image_column: str | None = None, caption_column: str | None = None
+    inputs: Sequence[str],
+    image_column: str | None = None,
+    caption_column: str | None = None,
+    skipped: SkipLog | None = None,
 ) -> list[Item]:
-    """All items of `inputs`, in a deterministic order, duplicates (same file/member) removed."""
+    """All items of `inputs`, in a deterministic order, duplicates (same file/member) removed.
+
+    Odd entries (see the module docstring) are left out and recorded in `skipped` when given.
+    """
     if not inputs:
         raise ValueError("no inputs given")
+    log = skipped if skipped is not None else SkipLog()
     if len(inputs) == 1 and is_manifest(inputs[0]) and Path(inputs[0]).is_file():
-        return manifest_items(inputs[0], image_column, caption_column)
-    items: list[Item] = []
-    for text in inputs:
-        spec = parse_spec(text)
-        for pattern in spec.paths:
-            if is_shard_pattern(pattern):
-                for tar in expand_shards(pattern):
-                    items.extend(tar_items(tar))
-            else:
-                items.extend(Item(str(p.resolve()), str(p)) for p in iter_image_files([pattern]))
+        items = manifest_items(inputs[0], image_column, caption_column, log)
+    else:
+        items = []
+        for text in inputs:
+            spec = parse_spec(text)
+            for pattern in spec.paths:
+                if is_shard_pattern(pattern):
+                    for tar in expand_shards(pattern):
+                        try:
+                            items.extend(tar_items(tar))
+                        except ValueError as exc:  # one unreadable shard among many: skip it, count it
+                            log.add(tar, f"unreadable shard ({exc})")
+                else:
+                    files = iter_image_files([pattern], skipped=log)
+                    items.extend(Item(str(canonical_path(p)), str(p)) for p in files)
     seen: set[tuple[str, str | None]] = set()
     unique = []
     for item in items:
-        if (item.path, item.member) not in seen:
-            seen.add((item.path, item.member))
-            unique.append(item)
+        if (item.path, item.member) in seen:
+            continue
+        seen.add((item.path, item.member))
+        if _unwritable_name(item):
+            log.add(item.ref.name, "file name is not valid UTF-8 (no output could record it; rename the file)")
+            continue
+        unique.append(item)
     return unique
 
 

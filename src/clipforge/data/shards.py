@@ -17,7 +17,8 @@ from pathlib import Path
 
 import braceexpand
 
-from ..images import IMAGE_EXTENSIONS
+from ..files import canonical_path
+from ..images import IMAGE_EXTENSIONS, open_regular
 
 TAR_SUFFIXES = (".tar",)
 CAPTION_KEYS = ("txt", "text", "caption")
@@ -53,7 +54,7 @@ def expand_shards(pattern: str) -> list[Path]:
 
 def read_range(path: str | Path, offset: int, size: int) -> bytes:
     """`size` bytes at `offset` of a file (a tar member's data); a short read is an error."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         fh.seek(offset)
         data = fh.read(size)
     if len(data) != size:
@@ -110,16 +111,16 @@ def sample_key(member: str) -> tuple[str, str]:
 
 def index_shard(path: str | Path) -> list[ShardSample]:
     """The samples of one uncompressed shard, in member order (first occurrence of each key)."""
-    path = Path(path).resolve()
+    path = canonical_path(path)
     samples: dict[str, ShardSample] = {}
     try:
-        with tarfile.open(path, "r:") as tar:
+        with open_regular(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             for info in tar:
                 if not info.isfile():
                     continue
                 key, ext = sample_key(info.name)
                 sample = samples.setdefault(key, ShardSample(str(path), key))
                 sample.members.setdefault(ext, Member(info.name, info.offset_data, info.size))
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, OSError) as exc:
         raise ValueError(f"{path}: not a readable uncompressed tar shard ({exc})") from None
     return list(samples.values())

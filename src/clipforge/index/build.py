@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..api import load
 from ..data.inputs import Item, resolve_items
 from ..files import atomic_path
+from ..images import SkipLog
 from . import ann
 from .distributed import DistContext, context_from_env
 from .embedder import embed_items
@@ -79,6 +80,7 @@ class BuildReport:
     index: dict[str, Any]
     seconds: float
     up_to_date: bool = False
+    skipped_items: list[list[str]] = field(default_factory=list)  # [name, reason] of the first skipped inputs
 
 
 def build_index(
@@ -115,6 +117,7 @@ def _execute(store: IndexStore, mode: str, inputs: list[str], model: str | Path 
         total=int(manifest["count"]),
         added=int(report["added"]) if report else 0,
         skipped=int(report["skipped"]) if report else 0,
+        skipped_items=report["skipped_items"] if report else [],
         shards_embedded=embedded,
         shards_reused=reused,
         index=manifest.get("index", {}),
@@ -133,6 +136,9 @@ def _collective(ctx: DistContext, step):
     if not ctx.agree(True):
         raise RuntimeError(f"rank {ctx.rank}: another rank failed; re-run the same command to resume")
     return result
+
+
+_SKIPPED_KEPT = 100  # skipped inputs listed by name per run (all are counted)
 
 
 # -- 1. plan -----------------------------------------------------------------------------------
@@ -214,9 +220,11 @@ def _plan(store: IndexStore, mode: str, inputs: list[str], model, opts: BuildOpt
             "created": time.time(),
             "runs": [],
         }
-    items = resolve_items(inputs, opts.image_column, opts.caption_column)
+    listing = SkipLog(max_items=_SKIPPED_KEPT)
+    items = resolve_items(inputs, opts.image_column, opts.caption_column, skipped=listing)
     if not items:
-        raise ValueError(f"no images found in {inputs}")
+        detail = f"; {listing.summary()}" if listing.count else ""
+        raise ValueError(f"no images found in {inputs}{detail}")
     runs = IndexStore.runs(manifest)
     if runs:  # `add`: skip what earlier runs planned already (a re-added folder adds only its new files)
         known = set()
@@ -235,6 +243,8 @@ def _plan(store: IndexStore, mode: str, inputs: list[str], model, opts: BuildOpt
         num_shards=(len(items) + size - 1) // size,
         first_id=int(manifest["next_id"]),
         num_items=len(items),
+        skipped=listing.count,
+        skipped_items=[list(pair) for pair in listing.items],
     )
     ids = range(run.first_id, run.first_id + len(items))
     shards = [run.first_shard + i // size for i in range(len(items))]
@@ -299,7 +309,7 @@ def embed_shard(
 # -- 3. merge ----------------------------------------------------------------------------------
 
 
-def _merge(store: IndexStore, opts: BuildOptions) -> dict[str, int]:
+def _merge(store: IndexStore, opts: BuildOptions) -> dict[str, Any]:
     manifest = store.read()
     runs = IndexStore.runs(manifest)
     captions = bool(manifest.get("captions"))
@@ -319,19 +329,22 @@ def _merge(store: IndexStore, opts: BuildOptions) -> dict[str, int]:
     if captions:
         _write_faiss(store, manifest, shards, rows, ".captions.npy", "caption", spec.kind)
     added = total - int(manifest["count"])
-    new_skipped = sum(int(markers[s]["skipped"]) for r in runs if not r.merged for s in r.shards)
+    new_runs = [r for r in runs if not r.merged]
+    new_skipped = sum(r.skipped + sum(int(markers[s]["skipped"]) for s in r.shards) for r in new_runs)
+    skipped_items = [item for r in new_runs for item in r.skipped_items]
+    skipped_items += [list(item) for r in new_runs for s in r.shards for item in markers[s].get("skipped_items", [])]
     manifest.update(
         count=total,
         index=spec.to_dict(),
         indexed_shards=len(shards),
         indexed_rows=total,
-        skipped=sum(int(markers[s]["skipped"]) for s in shards),
+        skipped=sum(int(markers[s]["skipped"]) for s in shards) + sum(r.skipped for r in runs),
     )
     for run in runs:
         run.merged = True
     IndexStore.set_runs(manifest, runs)
     store.write(manifest)
-    return {"added": added, "skipped": new_skipped}
+    return {"added": added, "skipped": new_skipped, "skipped_items": skipped_items[:_SKIPPED_KEPT]}
 
 
 def _write_faiss(
@@ -382,11 +395,15 @@ def summarize(report: BuildReport) -> str:
     idx = report.index
     params = ", ".join(f"{k}={v}" for k, v in idx.items() if k not in ("kind", "metric"))
     state = "up to date" if report.up_to_date else f"added {report.added}"
-    return (
+    text = (
         f"{report.directory}: {report.total} items ({state}, skipped {report.skipped}); "
         f"shards embedded {report.shards_embedded}, reused {report.shards_reused}; "
         f"index {idx.get('kind')}{' (' + params + ')' if params else ''}; {report.seconds:.1f}s"
     )
+    shown = report.skipped_items[:5]
+    more = report.skipped - len(shown)
+    lines = [f"  skipped {name}: {reason}" for name, reason in shown] + ([f"  ... and {more} more"] if more > 0 else [])
+    return "\n".join([text, *lines])
 
 
 __all__ = ["BuildOptions", "BuildReport", "add_to_index", "build_index", "embed_shard", "summarize"]

@@ -97,6 +97,8 @@ class Run:
     num_items: int
     merged: bool = False
     started: float = field(default_factory=time.time)
+    skipped: int = 0  # odd inputs left out while listing (FIFOs, link loops, non-UTF-8 names, ...)
+    skipped_items: list[list[str]] = field(default_factory=list)  # the first of them: [name, reason]
 
     @property
     def shards(self) -> range:

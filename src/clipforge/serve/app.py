@@ -10,11 +10,13 @@
     GET  /docs             OpenAPI documentation
 
 Each concern is a router in `routes/`; request and response bodies are the models in `models.py`.
-Errors are JSON `{"detail": "..."}` with a 4xx status for anything a client can get wrong.
+Errors are JSON `{"detail": "..."}` with a 4xx status for anything a client can get wrong. Every
+request passes `guard.Guard` (Host validation, cross-site refusal, security headers).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -25,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from ..index.search import SearchIndex
 from ..zeroshot import TEMPLATE_SETS
+from .guard import LOOPBACK_HOSTS, Guard
 from .limits import Limits
 from .payload import describe_errors
 from .routes import ROUTERS
@@ -41,11 +44,13 @@ def create_app(
     preload: bool = True,
     precision: str = "fp32",
     backend: str | None = None,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
 ) -> FastAPI:
     """The FastAPI application serving `index` (a `SearchIndex` or an index directory).
 
     `preload` loads the model now rather than on the first query (which would then be slow);
-    `precision`/`backend` choose how queries are embedded (see `clipforge.load`).
+    `precision`/`backend` choose how queries are embedded (see `clipforge.load`). `allowed_hosts` are
+    the names the `Host` header may give (the loopback names by default; "*" allows any).
     """
     if templates not in TEMPLATE_SETS:
         raise ValueError(f"templates {templates!r}: expected one of {', '.join(TEMPLATE_SETS)}")
@@ -62,6 +67,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts)  # type: ignore[arg-type]
     return app
 
 

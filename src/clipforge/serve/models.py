@@ -78,7 +78,8 @@ class EmbedRequest(RequestBody):
 _ERRORS = {
     400: "malformed body, or an image that cannot be read",
     404: "no such item",
-    413: "the body, image or pixel count is over the server's limit",
+    408: "the request body did not arrive in time",
+    413: "the body, image, pixel count or aspect ratio is over the server's limit",
     415: "the body is neither JSON nor a form",
     422: "a field is missing or invalid (the message names it)",
 }
@@ -151,6 +152,6 @@ class HealthResponse(BaseModel):
     dim: int
     index: dict[str, Any] = Field(description="the index kind and its parameters")
     targets: list[str] = Field(description="searchable embeddings ('image', and 'caption' if built)")
-    model: str | None
+    model: str | None = Field(description="the model's directory or file name (no server path); null: the default")
     skipped: int = Field(description="inputs skipped at build time")
     limits: Limits

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_origin
 
+import anyio
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
@@ -101,7 +102,7 @@ class Payload:
         return value
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
+async def _read_capped(request: Request, limit: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -109,11 +110,15 @@ async def _read_capped(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise bad(413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise bad(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise bad(413, f"request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise bad(408, f"the request body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
 
 
@@ -137,7 +142,7 @@ async def read_payload(request: Request, limits: Limits) -> Payload:
     allowed = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
     if ctype not in allowed:
         raise bad(415, f"unsupported content type {ctype or '(none)'!r}; send application/json or multipart/form-data")
-    body = await _read_capped(request, limits.max_body_bytes)
+    body = await _read_capped(request, limits.max_body_bytes, limits.body_timeout_s)
     if ctype == "application/json":
         data = _parse_json(body)
         image = _decode_base64(data.pop("image"), limits) if data.get("image") is not None else None

@@ -26,11 +26,12 @@ class Service:
     templates: str  # prompt template set for /classify requests that name none
 
     def decode(self, data: bytes) -> Image.Image:
-        """An uploaded image, refused with a 4xx if unreadable or over the pixel limit."""
+        """An uploaded image, refused with a 4xx if unreadable or over the pixel or aspect-ratio limit."""
+        lim = self.limits
         try:
-            return load_image(data, max_pixels=self.limits.max_image_pixels)
+            return load_image(data, max_pixels=lim.max_image_pixels, max_aspect_ratio=lim.max_image_aspect_ratio)
         except ImageDecodeError as exc:
-            status = 413 if exc.reason.startswith("too many pixels") else 400
+            status = 413 if exc.reason.startswith(("too many pixels", "extreme aspect ratio")) else 400
             raise bad(status, f"the upload is not a readable image: {exc.reason}") from None
 
     async def embed_image(self, data: bytes) -> np.ndarray:

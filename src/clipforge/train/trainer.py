@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checkpoints import save_native
+from ..files import write_text_atomic
 from ..tokenizer import WordTokenizer
 from ..transforms import ImageTransform
 from . import checkpoint as ckpt_io
@@ -63,8 +65,10 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.progress = progress and self.env.is_main
-        resume_path = ckpt_io.resolve_resume(resume, self.ckpt_dir)
-        state = ckpt_io.load_training_state(resume_path) if resume_path else None
+        resume_path, state, notes = ckpt_io.load_resume(resume, self.ckpt_dir)
+        if self.env.is_main:
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr)
 
         # models, loss, optimiser and the step that ties them together
         self.model, self.tokenizer = build_student(cfg, state, self.env.device)
@@ -113,11 +117,15 @@ class Trainer:
         ckpt_io.set_rng_state(state["rng"])
 
     def _open_run_dir(self, resume_path: Path | None) -> None:
-        """Create the run directory and write the config there (main process)."""
+        """Create the run directory and write the config there (main process); on resume, drop what a
+        killed run left behind: temporary files, and metrics rows logged after its last checkpoint."""
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            ckpt_io.remove_stale_temporaries(self.out, self.ckpt_dir, self.out / "final")
             (self.out / "train_config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
             if resume_path:
+                # metrics.jsonl may hold rows of steps after the checkpoint: the resumed run logs them again
+                write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in self.history))
                 print(f"resuming from {resume_path} at step {self.step}")
 
     def _save(self) -> None:

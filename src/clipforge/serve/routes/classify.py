@@ -6,26 +6,25 @@ import time
 
 import anyio
 import torch
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from ...zeroshot import TEMPLATE_SETS
-from ..models import ClassifyRequest, ClassifyResponse, Prediction, error_responses
-from ..payload import body_openapi, read_body
-from ..service import ServiceDep, elapsed_ms
+from ..models import ClassifyRequest, ClassifyResponse, Prediction
+from ..service import Service, elapsed_ms
+from .body import post_with_body
 
 router = APIRouter()
 
 
-@router.post(
+@post_with_body(
+    router,
     "/classify",
+    ClassifyRequest,
+    ClassifyResponse,
     summary="Zero-shot classification",
     description=f"Labels: a list or comma-separated names. Templates: one of {', '.join(TEMPLATE_SETS)}.",
-    responses=error_responses(400, 413, 415, 422),
-    response_model=ClassifyResponse,
-    openapi_extra=body_openapi(ClassifyRequest),
 )
-async def classify(request: Request, svc: ServiceDep) -> ClassifyResponse:
-    body = await read_body(request, ClassifyRequest, svc.limits)
+async def classify(body: ClassifyRequest, svc: Service) -> ClassifyResponse:
     templates = body.templates or svc.templates
     start = time.perf_counter()
     features = await svc.embed_image(body.image)

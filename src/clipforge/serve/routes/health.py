@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter
 
 from ... import __version__
@@ -13,4 +15,6 @@ router = APIRouter()
 
 @router.get("/health", summary="Service status", response_model=HealthResponse)
 async def health(svc: ServiceDep) -> HealthResponse:
-    return HealthResponse(status="ok", version=__version__, **svc.index.describe(), limits=svc.limits)
+    info = svc.index.describe()
+    info["model"] = Path(info["model"]).name if info.get("model") else None  # a name, never a server path
+    return HealthResponse(status="ok", version=__version__, **info, limits=svc.limits)

@@ -6,11 +6,12 @@ import time
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from ..models import SearchEcho, SearchRequest, SearchResponse, SearchResult, Target, error_responses
-from ..payload import body_openapi, read_body, validate
+from ..payload import validate
 from ..service import Service, ServiceDep, elapsed_ms
+from .body import post_with_body
 
 router = APIRouter()
 
@@ -43,13 +44,13 @@ async def search_get(
     return await run_search(svc, query)
 
 
-@router.post(
+@post_with_body(
+    router,
     "/search",
+    SearchRequest,
+    SearchResponse,
     summary="Search by text and/or image",
     description="A text and an image together are combined (mean of their embeddings).",
-    responses=error_responses(400, 413, 415, 422),
-    response_model=SearchResponse,
-    openapi_extra=body_openapi(SearchRequest),
 )
-async def search_post(request: Request, svc: ServiceDep) -> SearchResponse:
-    return await run_search(svc, await read_body(request, SearchRequest, svc.limits))
+async def search_post(query: SearchRequest, svc: Service) -> SearchResponse:
+    return await run_search(svc, query)
