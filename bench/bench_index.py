@@ -71,7 +71,7 @@ def make_mixture(n: int, dim: int, clusters: int, seed: int, subspace: int = 24)
 
 
 def exact_topk(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    index = ann.build_index(ann.IndexSpec("flat"), data.shape[1], [data])
+    index = ann.build_faiss(ann.IndexSpec("flat"), data.shape[1], [data])
     return index.search(queries, k)[1]
 
 
@@ -115,7 +115,7 @@ def run_child(kind: str, workdir: Path, latency_queries: int) -> dict:
     if ann.train_size(spec):
         train = np.asarray(data[ann.sample_rows(n, ann.train_size(spec))])
     chunks = (np.asarray(data[i : i + 100_000]) for i in range(0, n, 100_000))
-    index = ann.build_index(spec, dim, chunks, train)
+    index = ann.build_faiss(spec, dim, chunks, train)
     build_s = time.perf_counter() - t0
     with tempfile.NamedTemporaryFile(dir=workdir, suffix=".faiss") as fh:
         ann.write_index(index, fh.name)

@@ -74,6 +74,26 @@ def test_coop_class_specific_context_and_epoch_rule():
     assert [coop_epochs(k) for k in (1, 2, 4, 8, 16)] == [50, 100, 100, 200, 200]
 
 
+def test_base_to_novel_refuses_class_specific_coop_before_training(monkeypatch):
+    # CoOp's open_vocabulary depends on `csc`; the class-level check alone let csc=True train to the end
+    from clipforge.adapt import protocols as P
+    from clipforge.adapt.coop import CoOp
+
+    def no_training(self, *args, **kwargs):
+        raise AssertionError("fitted before the open-vocabulary check")
+
+    monkeypatch.setattr(CoOp, "fit", no_training)
+    splits = P.Splits(list(CLASSNAMES), list(TEMPLATES), data(), data("val"), data("test"))
+    with pytest.raises(ValueError, match="cannot classify classes"):
+        P.base_to_novel_run("coop", backbone(), splits, 1, 0, {"n_ctx": 2, "csc": True}, views=0)
+
+
+def test_crop_scale_from_json_is_a_pair_and_other_lengths_are_refused():
+    assert make("tpt", crop_scale=[0.3, 1.0]).config.crop_scale == (0.3, 1.0)
+    with pytest.raises(ValueError, match="two numbers"):
+        make("tpt", crop_scale=[0.3, 0.6, 1.0])
+
+
 def test_cocoop_conditions_the_prompts_on_each_image():
     train = data(views=2)
     cocoop = make("cocoop", epochs=2, lr=0.01)

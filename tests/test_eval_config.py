@@ -20,6 +20,12 @@ def test_config_validates_and_names_bad_fields(tmp_path):
         EvalConfig(shots=(0, 2))
     with pytest.raises(ValueError, match=r"unknown evaluation setting\(s\) \['shot'\]"):
         EvalConfig().replace(shot=3)
+    with pytest.raises(ValueError, match="precision 'fp64': expected one of auto, fp32"):
+        EvalConfig(precision="fp64")
+    with pytest.raises(ValueError, match="backend 'tensorrt'"):
+        EvalConfig(backend="tensorrt")
+    with pytest.raises(ValueError, match="activation 'relu'"):
+        EvalConfig(activation="relu")
     bad = tmp_path / "bad.json"
     bad.write_text('{"batch_size": 0}')
     with pytest.raises(ValueError, match=r"bad\.json: batch_size must be positive"):

@@ -16,7 +16,7 @@ pytest.importorskip("pyarrow")
 
 from clipforge.data.inputs import resolve_items  # noqa: E402
 from clipforge.data.shards import expand_braces  # noqa: E402
-from clipforge.index import BuildOptions, SearchIndex, add_to_index, ann, build, build_index  # noqa: E402  # noqa: E402
+from clipforge.index import BuildOptions, SearchIndex, add_to_index, ann, build, build_index  # noqa: E402
 
 WORLD = ShapesWorld(seed=3, image_size=32, size=48)
 QUIET = dict(progress=False)
@@ -199,7 +199,7 @@ def test_approximate_kinds_find_true_neighbours(kind):
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     spec = ann.choose_index(len(data), 32, kind)
     train = data[ann.sample_rows(len(data), ann.train_size(spec))] if ann.train_size(spec) else None
-    index = ann.build_index(spec, 32, [data[:2500], data[2500:]], train)
+    index = ann.build_faiss(spec, 32, [data[:2500], data[2500:]], train)
     truth = np.argsort(-(data[:50] @ data.T), axis=1)[:, :10]
     found = index.search(data[:50], 10 * (spec.rerank or 1))[1]
     if spec.rerank:  # what SearchIndex does with PQ candidates

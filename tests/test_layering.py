@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the encoder protocol, its implementations' faces, the data layer and the leaves it rests on
+#: the encoder protocol, its implementations' faces, the data layer and the leaves it rests on, and the task
+#: floors, CLI and public API above them
 TYPED = [
     "src/clipforge/runtime", "src/clipforge/data", "src/clipforge/registry.py", "src/clipforge/files.py",
-    "src/clipforge/adapt/surface.py", "src/clipforge/fast/encoder.py",
+    "src/clipforge/fast/encoder.py", "src/clipforge/api.py", "src/clipforge/adapt", "src/clipforge/evaluate",
+    "src/clipforge/cli", "src/clipforge/index", "src/clipforge/zeroshot.py", "src/clipforge/probe.py",
+    "src/clipforge/losses.py", "src/clipforge/dense",
 ]
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
 from .checkpoints import Checkpoint, build_model, read_checkpoint, save_native
 from .checkpoints.loader import ConfigLike
-from .config import Activation, ModelConfig, get_config, list_configs
+from .config import Activation, ModelConfig, PreprocessConfig, get_config, list_configs
 from .fast import FastCLIP, optimize
 from .model import CLIP
 from .runtime import Backend, Precision, model_dtype, resolve_runtime
@@ -42,6 +42,30 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL_DIR
 
 
+# For the type checker: backend None/"none" always gives the plain `CLIP` module, other backends may
+# give an engine (`resolve_runtime` decides "auto" per device).
+@overload
+def load(
+    path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    config: ConfigLike = None,
+    activation: Activation | None = None,
+    backend: Literal["none"] | None = None,
+) -> tuple[CLIP, ImageTransform, Tokenizer]: ...
+
+
+@overload
+def load(
+    path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    config: ConfigLike = None,
+    activation: Activation | None = None,
+    backend: Backend | None = None,
+) -> tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]: ...
+
+
 def load(
     path: str | Path | None = None,
     device: str | torch.device | None = None,
@@ -61,12 +85,19 @@ def load(
     device (see `resolve_runtime`), as does `precision="auto"`.
     """
     dev = torch.device(device) if device else default_device()
-    precision, backend = resolve_runtime(precision, backend, dev)
+    run_precision, run_backend = resolve_runtime(precision, backend, dev)
     ckpt = read_checkpoint(path if path is not None else default_model_path(), config=config, activation=activation)
     model = build_model(ckpt)
-    model = model.to(device=dev, dtype=torch.float32 if backend != "none" else model_dtype(precision))
-    encoder: CLIP | FastCLIP = model if backend == "none" else optimize(model, precision, backend)
-    return encoder, ImageTransform(ckpt.config.preprocess), tokenizer_for(ckpt)
+    model = model.to(device=dev, dtype=torch.float32 if run_backend != "none" else model_dtype(run_precision))
+    encoder: CLIP | FastCLIP = model if run_backend == "none" else optimize(model, run_precision, run_backend)
+    return encoder, ImageTransform(preprocess_config(ckpt.config)), tokenizer_for(ckpt)
+
+
+def preprocess_config(config: ModelConfig) -> PreprocessConfig:
+    """The config's preprocessing (`ModelConfig` fills it in from the image size when none is given)."""
+    if config.preprocess is None:
+        raise ValueError(f"model config {config.name!r} has no preprocessing settings")
+    return config.preprocess
 
 
 def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:

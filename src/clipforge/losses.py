@@ -86,7 +86,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
         ctx.rank, ctx.batch = rank, tensor.shape[0]
         tensor = tensor.contiguous()
         parts = [torch.empty_like(tensor) for _ in range(world_size)]
@@ -94,7 +94,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return torch.cat(parts)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         grad = grad.contiguous().clone()  # all_reduce is in place; never modify autograd's buffer
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = ctx.rank * ctx.batch
@@ -142,12 +142,12 @@ class _RingShift(torch.autograd.Function):
     """Send a tensor to rank+1 and receive rank-1's; backward sends the gradient the opposite way."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
         ctx.rank, ctx.world_size = rank, world_size
         return _send_recv(tensor, (rank + 1) % world_size, (rank - 1) % world_size)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         return _send_recv(grad, (ctx.rank - 1) % ctx.world_size, (ctx.rank + 1) % ctx.world_size), None, None
 
 

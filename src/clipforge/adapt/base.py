@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from ..api import load
 from ..checkpoints.io import read_tensor_file, save_safetensors
 from ..data.embedding import encode_pixels
 from ..files import write_text_atomic
+from ..model.clip import CLIP
 from ..registry import ADAPTERS
 from ..transforms import ImageTransform, TrainTransform
 from ..zeroshot import classifier_weights, resolve_templates
@@ -39,12 +40,13 @@ CONFIG_NAME = "adapter.json"
 #: `Backbone.source` of the model embedded in the package (`clipforge.load(None)`)
 DEFAULT_SOURCE = "<embedded default model>"
 WEIGHTS_NAME = "adapter.safetensors"
+_Fitted = TypeVar("_Fitted", bound="Adapter")
 
 
 class Backbone:
     """A frozen CLIP model with its preprocessing and tokenizer; `source` is where it was loaded from."""
 
-    def __init__(self, model: nn.Module, preprocess: ImageTransform, tokenizer: Any, source: str | None = None) -> None:
+    def __init__(self, model: CLIP, preprocess: ImageTransform, tokenizer: Any, source: str | None = None) -> None:
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
@@ -96,9 +98,10 @@ class Backbone:
 class Adapter(nn.Module):
     """Base class: `fit(train, val)` then `logits(encode(pixels))`; `save(dir)` / `load_adapted(dir)`.
 
-    Subclasses set `method`, a `Config` dataclass of hyperparameters and `input`, and implement
-    `_fit` and `logits` (and `encode` unless it is the backbone's image encoder). The backbone is
-    held outside the module tree, so `state_dict()` holds the adapter's tensors only.
+    Subclasses set `method`, a `Config(Adapter.Config)` dataclass of hyperparameters (declared as
+    `config: Config`, so its fields type-check) and `input`, and implement `_fit` and `logits` (and
+    `encode` unless it is the backbone's image encoder). The backbone is held outside the module
+    tree, so `state_dict()` holds the adapter's tensors only.
     """
 
     method: ClassVar[str] = ""
@@ -107,8 +110,9 @@ class Adapter(nn.Module):
     input: ClassVar[Literal["features", "encoded", "pixels"]] = "features"
     #: whether `fit` uses features of augmented views (`FewShotData.views`) when they are present
     uses_views: ClassVar[bool] = False
-    #: whether `for_classes` can build a classifier for class names never trained on (base-to-novel)
-    open_vocabulary: ClassVar[bool] = False
+    #: whether the method can build a classifier for class names never trained on (base-to-novel);
+    #: `open_vocabulary` answers for one configured adapter
+    supports_new_classes: ClassVar[bool] = False
 
     @dataclasses.dataclass
     class Config:
@@ -146,7 +150,15 @@ class Adapter(nn.Module):
     def num_classes(self) -> int:
         return len(self.classnames)
 
-    def fit(self, train: FewShotData, val: FewShotData | None = None) -> Adapter:
+    @property
+    def open_vocabulary(self) -> bool:
+        """Whether `for_classes` can build a classifier for class names never trained on (base-to-novel).
+
+        The method's `supports_new_classes`, unless the hyperparameters rule it out (CoOp's `csc`).
+        """
+        return self.supports_new_classes
+
+    def fit(self: _Fitted, train: FewShotData, val: FewShotData | None = None) -> _Fitted:
         """Fit on a labelled few-shot set; `val` (if given) chooses hyperparameters. Returns self."""
         labels = train.labels
         if len(labels) == 0:
@@ -241,6 +253,13 @@ class Adapter(nn.Module):
         pass
 
 
+def as_pair(name: str, value: Sequence[float]) -> tuple[float, float]:
+    """A (min, max) hyperparameter as a tuple (JSON and `--set` give lists)."""
+    if len(value) != 2:
+        raise ValueError(f"{name} must be two numbers (min, max), got {value!r}")
+    return (value[0], value[1])
+
+
 def assign_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Put every tensor of `state` in place of the same-named parameter/buffer (shapes may differ)."""
     own = module.state_dict(keep_vars=True)  # persistent tensors only
@@ -250,12 +269,14 @@ def assign_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     for key, value in state.items():
         owner_name, _, name = key.rpartition(".")
         owner = module.get_submodule(owner_name)
-        if name in owner._parameters:
-            old = owner._parameters[name]
-            owner._parameters[name] = nn.Parameter(value.to(old.device, old.dtype), requires_grad=old.requires_grad)
-        else:
-            old = owner._buffers[name]
-            owner._buffers[name] = value.to(old.device, old.dtype)
+        param, buffer = owner._parameters.get(name), owner._buffers.get(name)
+        if param is not None:
+            moved = value.to(param.device, param.dtype)
+            owner._parameters[name] = nn.Parameter(moved, requires_grad=param.requires_grad)
+        elif buffer is not None:
+            owner._buffers[name] = value.to(buffer.device, buffer.dtype)
+        else:  # state_dict() lists only tensors that are set
+            raise ValueError(f"adapter weights do not match: {key} is neither a parameter nor a buffer")
 
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class ClipAdapter(Adapter):
     uses_views = True
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         reduction: int = 4
         ratio: float = 0.2
         optimizer: str = "sgd"
@@ -30,6 +30,9 @@ class ClipAdapter(Adapter):
         epochs: int = 200
         batch_size: int = 32
         seed: int = 0
+
+    config: Config
+    text_weights: torch.Tensor  # buffer
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

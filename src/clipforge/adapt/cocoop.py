@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Adapter
 from .coop import PromptLearner
 from .prompts import PromptTokens, encode_prompts, init_context
 from .training import Schedule
@@ -23,7 +24,7 @@ class CoCoOp(PromptLearner):
     uses_views = True
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         n_ctx: int = 4
         ctx_init: str | None = "a photo of a"
         lr: float = 0.002
@@ -31,6 +32,8 @@ class CoCoOp(PromptLearner):
         batch_size: int = 1
         chunk: int = 32  # images per text-encoder call at inference
         seed: int = 0
+
+    config: Config
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.clip import TextTransformer
 from .base import Adapter
-from .prompts import PromptTokens, encode_prompts, init_context
+from .prompts import Position, PromptTokens, encode_prompts, init_context
 from .training import Schedule, train_loop
 
 
@@ -27,7 +28,7 @@ def coop_epochs(shots: int) -> int:
 class PromptLearner(Adapter):
     """Base of the text-prompt learners: prompt tokens per class, a cache of class text features."""
 
-    open_vocabulary = True
+    supports_new_classes = True
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -35,7 +36,7 @@ class PromptLearner(Adapter):
         self._text_cache: torch.Tensor | None = None
 
     @property
-    def text(self) -> nn.Module:
+    def text(self) -> TextTransformer:
         return self.backbone.model.text
 
     def train(self, mode: bool = True) -> "PromptLearner":
@@ -76,21 +77,23 @@ class CoOp(PromptLearner):
     uses_views = True
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         n_ctx: int = 16
         ctx_init: str | None = None  # e.g. "a photo of a" (then n_ctx = its token count)
         csc: bool = False  # class-specific context
-        position: str = "end"  # class token position: end, middle, front
+        position: Position = "end"  # class token position: end, middle, front
         lr: float = 0.002
         epochs: int | None = None  # None: the paper's rule from the number of shots
         batch_size: int = 32
         seed: int = 0
 
+    config: Config
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
         n_ctx = len(self.backbone.tokenizer.encode(cfg.ctx_init)) if cfg.ctx_init else cfg.n_ctx
-        self.prompts = PromptTokens(self.backbone.tokenizer, self.classnames, n_ctx, cfg.position)  # type: ignore[arg-type]
+        self.prompts = PromptTokens(self.backbone.tokenizer, self.classnames, n_ctx, cfg.position)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             ctx = init_context(
@@ -99,7 +102,7 @@ class CoOp(PromptLearner):
         self.ctx = nn.Parameter(ctx)
 
     @property
-    def open_vocabulary(self) -> bool:  # type: ignore[override]
+    def open_vocabulary(self) -> bool:
         return not self.config.csc
 
     def _encode_classes(self) -> torch.Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ def augment_images(
 
     Labels must survive the augmentation: e.g. no flips (and only mild crops) for a left/right label.
     """
-    tf = backbone.train_transform(scale=tuple(scale), hflip=hflip)
+    tf = backbone.train_transform(scale=(scale[0], scale[1]), hflip=hflip)  # a list is fine
     return torch.stack([tf(image_at(images, int(i)), int(s)) for i, s in zip(indices, seeds)])
 
 
@@ -100,6 +100,13 @@ class FewShotData:
         out = self.subset(keep)
         out.labels = torch.tensor([mapping[int(y)] for y in out.labels.tolist()], dtype=torch.long)
         return out
+
+    def computed(self, name: Literal["features", "views", "pixels"]) -> torch.Tensor:
+        """`features`, `views` or `pixels` once `ensure` has filled them in (ValueError before)."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"no {name}: call ensure(backbone, {name}=...) first")
+        return value
 
     def need_images(self, method: str) -> Images:
         if self.images is None:

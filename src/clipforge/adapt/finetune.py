@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Adapter
+from .base import Adapter, as_pair
 from .data import augment_images, hash_seed, materialize
 from .training import Schedule, train_loop
 
@@ -24,7 +24,7 @@ class FineTune(Adapter):
     input = "encoded"
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         lr: float = 1e-4
         epochs: int = 20
         batch_size: int = 32
@@ -33,9 +33,11 @@ class FineTune(Adapter):
         hflip: bool = True
         seed: int = 0
 
+    config: Config
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.config.crop_scale = tuple(self.config.crop_scale)  # type: ignore[assignment]
+        self.config.crop_scale = as_pair("crop_scale", self.config.crop_scale)
         self.visual = copy.deepcopy(self.backbone.model.visual).requires_grad_(True)
         self.head = nn.Linear(self.backbone.embed_dim, self.num_classes)
         with torch.no_grad():

@@ -41,9 +41,14 @@ class GDA(Adapter):
     uses_views = True
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         alpha: float | None = None  # None: choose on validation data (1.0 without)
         augment_views: int = 10
+
+    config: Config
+    text_weights: torch.Tensor  # buffers
+    weight: torch.Tensor
+    bias: torch.Tensor
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

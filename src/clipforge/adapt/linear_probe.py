@@ -22,10 +22,14 @@ class LinearProbe(Adapter):
     method = "linear-probe"
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         C: float | None = None  # None: search on val (or DEFAULT_C without val)
         max_iter: int = 1000
         seed: int = 0
+
+    config: Config
+    weight: torch.Tensor  # buffers
+    bias: torch.Tensor
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

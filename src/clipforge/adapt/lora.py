@@ -13,18 +13,23 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .base import Adapter
+from ..model.clip import CLIP
+from ..model.vision import ModifiedResNet
+from .base import Adapter, as_pair
 from .data import augment_images, hash_seed, materialize
+from .towers import residual_blocks, vision_tower
 from .training import Schedule, train_loop
 
 QKV = ("q", "k", "v")
 TARGETS = (*QKV, "out", "fc", "proj")
+_M = TypeVar("_M", bound=nn.Module)
 
 
 class LoRADelta(nn.Module):
@@ -57,7 +62,7 @@ class LoRADelta(nn.Module):
         return weight + self.scale * self.delta().to(weight.dtype)
 
 
-def add_lora(model: nn.Module, towers: tuple[str, ...], targets: tuple[str, ...], rank: int, alpha: float) -> int:
+def add_lora(model: CLIP, towers: tuple[str, ...], targets: tuple[str, ...], rank: int, alpha: float) -> int:
     """Register LoRA parametrisations on the CLIP model's transformer blocks; returns how many.
 
     A ResNet image tower has no transformer blocks: there q/k/v/out are its attention pool's projections.
@@ -67,7 +72,7 @@ def add_lora(model: nn.Module, towers: tuple[str, ...], targets: tuple[str, ...]
         raise ValueError(f"unknown LoRA target(s) {bad}; choose from {', '.join(TARGETS)}")
     scale, count = alpha / rank, 0
 
-    def lora_linear(module: nn.Module) -> None:
+    def lora_linear(module: nn.Linear) -> None:
         nonlocal count
         parametrize.register_parametrization(module, "weight", LoRADelta(module.weight, rank, scale))
         count += 1
@@ -75,15 +80,16 @@ def add_lora(model: nn.Module, towers: tuple[str, ...], targets: tuple[str, ...]
     for tower in towers:
         if tower not in ("vision", "text"):
             raise ValueError(f"LoRA tower must be 'vision' or 'text', got {tower!r}")
-        if tower == "vision" and not hasattr(model.visual, "transformer"):
-            pool = model.visual.attnpool
+        visual = vision_tower(model.visual) if tower == "vision" else None
+        if isinstance(visual, ModifiedResNet):
+            pool = visual.attnpool
             named = {"q": pool.q_proj, "k": pool.k_proj, "v": pool.v_proj, "out": pool.c_proj}
             for name in targets:
                 if name in named:
                     lora_linear(named[name])
             continue
-        root = model.visual.transformer if tower == "vision" else model.text.transformer
-        for block in root.resblocks:
+        root = model.text.transformer if visual is None else visual.transformer
+        for block in residual_blocks(root):
             qkv = tuple(p for p in QKV if p in targets)
             if qkv:
                 delta = LoRADelta(block.attn.in_proj_weight, rank, scale, qkv)
@@ -95,7 +101,7 @@ def add_lora(model: nn.Module, towers: tuple[str, ...], targets: tuple[str, ...]
     return count
 
 
-def merge_lora(model: nn.Module, base: nn.Module) -> nn.Module:
+def merge_lora(model: nn.Module, base: _M) -> _M:
     """A copy of `base` whose weights are `model`'s LoRA-updated ones: plain modules, same outputs.
 
     (`model` must be `base` with LoRA parametrisations; deep-copying a parametrised module is
@@ -116,7 +122,7 @@ class LoRA(Adapter):
     input = "encoded"
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         rank: int = 2
         alpha: float = 1.0
         targets: str = "q,k,v"
@@ -130,10 +136,13 @@ class LoRA(Adapter):
         hflip: bool = True
         seed: int = 0
 
+    config: Config
+    text_weights: torch.Tensor  # buffer
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
-        cfg.crop_scale = tuple(cfg.crop_scale)  # type: ignore[assignment]
+        cfg.crop_scale = as_pair("crop_scale", cfg.crop_scale)
         self.towers = tuple(t.strip() for t in cfg.towers.split(",") if t.strip())
         targets = tuple(t.strip() for t in cfg.targets.split(",") if t.strip())
         self.model = copy.deepcopy(self.backbone.model).requires_grad_(False)
@@ -192,7 +201,7 @@ class LoRA(Adapter):
         sched = Schedule("adamw", cfg.lr, epochs, cfg.batch_size, cfg.weight_decay, warmup_lr=None)
         train_loop(self.lora_parameters(), len(train), step_loss, sched, cfg.seed)
 
-    def merged(self) -> nn.Module:
+    def merged(self) -> CLIP:
         """The adapted CLIP model with the LoRA updates merged into its weights (no extra inference cost)."""
         return merge_lora(self.model, self.backbone.model)
 

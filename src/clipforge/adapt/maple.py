@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Adapter
 from .coop import PromptLearner
 from .data import augment_images, hash_seed, materialize
 from .prompts import PromptTokens, encode_image_prompted, encode_prompts, init_context
+from .towers import vit_tower
 from .training import Schedule, train_loop
 
 
@@ -26,7 +28,7 @@ class MaPLe(PromptLearner):
     input = "encoded"  # image features come from the prompted image encoder
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         n_ctx: int = 2
         ctx_init: str | None = "a photo"  # first n_ctx words of "a photo of a"
         suffix: str = "of a {}."
@@ -38,20 +40,21 @@ class MaPLe(PromptLearner):
         hflip: bool = True
         seed: int = 0
 
+    config: Config
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
         tok, model = self.backbone.tokenizer, self.backbone.model
-        if not hasattr(model.visual, "transformer"):
-            raise ValueError("maple prompts a Vision Transformer; this model's image tower is a ResNet")
+        visual = vit_tower(model.visual, "maple prompts a Vision Transformer; this model's image tower is a ResNet")
         n_ctx = len(tok.encode(cfg.ctx_init)) if cfg.ctx_init else cfg.n_ctx
         if n_ctx < 1:
             raise ValueError("maple needs at least one prompt token")
         self.prompts = PromptTokens(tok, self.classnames, n_ctx, suffix=cfg.suffix)
-        layers = min(len(model.text.transformer.resblocks), len(model.visual.transformer.resblocks))
+        layers = min(len(model.text.transformer.resblocks), len(visual.transformer.resblocks))
         self.depth = max(1, min(cfg.depth, layers))
         text_w = model.text.token_embedding.weight.shape[1]
-        vis_w = model.visual.conv1.weight.shape[0]
+        vis_w = visual.conv1.weight.shape[0]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.ctx = nn.Parameter(init_context(model.text, tok, n_ctx, cfg.ctx_init))

@@ -16,7 +16,8 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from ..model.clip import eot_positions
+from ..model.clip import TextTransformer, eot_positions
+from .towers import vit_tower
 
 Position = Literal["end", "middle", "front"]
 
@@ -65,7 +66,9 @@ class PromptTokens:
         self.n_ctx = n_ctx
 
 
-def init_context(text: nn.Module, tokenizer, n_ctx: int, init: str | None, classes: int | None = None) -> torch.Tensor:
+def init_context(
+    text: TextTransformer, tokenizer, n_ctx: int, init: str | None, classes: int | None = None
+) -> torch.Tensor:
     """Initial context vectors: the word embeddings of `init` (M = its token count) or N(0, 0.02²).
 
     Shape [M, width], or [classes, M, width] for class-specific context.
@@ -82,7 +85,7 @@ def init_context(text: nn.Module, tokenizer, n_ctx: int, init: str | None, class
 
 
 def encode_prompts(
-    text: nn.Module,
+    text: TextTransformer,
     tokens: torch.Tensor,
     slots: torch.Tensor,
     ctx: torch.Tensor,
@@ -120,8 +123,7 @@ def encode_image_prompted(visual: nn.Module, pixels: torch.Tensor, prompts: Sequ
     `prompts[0]` [M, w] joins the sequence before `ln_pre` (after positional embeddings);
     `prompts[i]` replaces the last M tokens before block i (MaPLe's deep vision prompts).
     """
-    if not hasattr(visual, "class_embedding"):
-        raise ValueError("vision prompts need a Vision Transformer image tower (this model has a ResNet)")
+    visual = vit_tower(visual, "vision prompts need a Vision Transformer image tower (this model has a ResNet)")
     x = visual.conv1(pixels.to(visual.conv1.weight.dtype)).flatten(2).transpose(1, 2)
     b = x.shape[0]
     x = torch.cat([visual.class_embedding.to(x.dtype).expand(b, 1, -1), x], dim=1)

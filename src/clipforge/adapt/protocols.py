@@ -18,9 +18,9 @@ import torch
 
 from ..data.splits import stratified_split
 from ..probe import sample_shots
-from ..registry import ADAPTERS
 from .base import Adapter, Backbone
 from .data import FeatureCache, FewShotData
+from .registry import get_method
 
 
 def accuracy_of(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -49,10 +49,10 @@ def shots(data: FewShotData, k: int, seed: int) -> FewShotData:
 def predict(adapter: Adapter, data: FewShotData, batch_size: int = 256) -> torch.Tensor:
     """Logits [N, C] on a data set: cached backbone features when the adapter takes them, else pixels."""
     if adapter.input == "features" and (data.features is not None or data.images is not None):
-        data.ensure(adapter.backbone, features=True)
-        return torch.cat([adapter.logits(data.features[i : i + batch_size]) for i in range(0, len(data), batch_size)])
-    data.ensure(adapter.backbone, pixels=True)
-    out = [adapter.logits(adapter.encode(data.pixels[i : i + batch_size])) for i in range(0, len(data), batch_size)]
+        features = data.ensure(adapter.backbone, features=True).computed("features")
+        return torch.cat([adapter.logits(features[i : i + batch_size]) for i in range(0, len(data), batch_size)])
+    pixels = data.ensure(adapter.backbone, pixels=True).computed("pixels")
+    out = [adapter.logits(adapter.encode(pixels[i : i + batch_size])) for i in range(0, len(data), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, adapter.num_classes)
 
 
@@ -109,7 +109,7 @@ def _prepared(
     """(method class, train pool with features (+ augmented views if the method uses them), val pool).
 
     `augment`: the views' augmentation (`scale`, `hflip`; see `FewShotData.ensure`)."""
-    cls = ADAPTERS.get(method)
+    cls = get_method(method)
     views = views if cls.uses_views else 0
     pool = splits.train.ensure(backbone, features=True, views=views, cache=cache, **(augment or {}))
     return cls, pool, splits.val.ensure(backbone, features=True, cache=cache)
@@ -151,14 +151,17 @@ def base_to_novel_run(
 ) -> dict[str, float]:
     """Train on base classes (k shots), test on base and novel classes; {base, novel, hm}."""
     cls, pool, val = _prepared(method, backbone, splits, cache, views, augment)
-    if not cls.open_vocabulary:
+    if not cls.supports_new_classes:
         raise ValueError(f"{method} cannot classify classes it was not trained on (no base-to-novel)")
     base, novel = base_novel_classes(len(splits.classnames))
     names = splits.classnames
+    adapter = cls(backbone, [names[c] for c in base], splits.templates, **(hparams or {}))
+    if not adapter.open_vocabulary:  # checked before training: CoOp's depends on its `csc` hyperparameter
+        raise ValueError(f"{method} with {hparams} cannot classify classes it was not trained on (no base-to-novel)")
     to_base = {c: i for i, c in enumerate(base)}
     to_novel = {c: i for i, c in enumerate(novel)}
     train_b, val_b = shots(pool.relabel(to_base), k, seed), shots(val.relabel(to_base), min(k, 4), seed)
-    adapter = cls(backbone, [names[c] for c in base], splits.templates, **(hparams or {})).fit(train_b, val_b)
+    adapter.fit(train_b, val_b)
     novel_adapter = adapter.for_classes([names[c] for c in novel])
     b = score(adapter, splits.test.relabel(to_base))
     n = score(novel_adapter, splits.test.relabel(to_novel))

@@ -48,6 +48,8 @@ class ModelSoup(Adapter):
         mode: str = "greedy"  # "greedy" or "uniform"
         ingredients: list = dataclasses.field(default_factory=lambda: [dict(x) for x in DEFAULT_INGREDIENTS])
 
+    config: Config
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.config.mode not in ("greedy", "uniform"):

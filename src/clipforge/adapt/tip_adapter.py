@@ -41,7 +41,7 @@ class TipAdapter(Adapter):
     uses_views = True
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         alpha: float = 1.0
         beta: float = 1.0
         augment_views: int = 10  # views averaged into each key (used when the data lacks views)
@@ -50,6 +50,10 @@ class TipAdapter(Adapter):
         beta_max: float = 7.0
         alpha_steps: int = 20
         beta_steps: int = 200
+
+    config: Config
+    text_weights: torch.Tensor  # buffers
+    values: torch.Tensor
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -105,6 +109,8 @@ class TipAdapterF(TipAdapter):
         epochs: int = 20
         batch_size: int = 256
         seed: int = 0
+
+    config: Config
 
     def _fit(self, train, val) -> None:
         self._build_cache(train)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..transforms import random_resized_crop_params
+from .base import Adapter, as_pair
 from .coop import CoOp, PromptLearner
 from .prompts import PromptTokens, encode_prompts, init_context
 
@@ -51,7 +52,7 @@ class TPT(PromptLearner):
     input = "pixels"
 
     @dataclasses.dataclass
-    class Config:
+    class Config(Adapter.Config):
         n_ctx: int = 4
         ctx_init: str | None = "a photo of a"
         n_views: int = 64
@@ -62,10 +63,12 @@ class TPT(PromptLearner):
         hflip: bool = True
         seed: int = 0
 
+    config: Config
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
-        cfg.crop_scale = tuple(cfg.crop_scale)  # type: ignore[assignment]
+        cfg.crop_scale = as_pair("crop_scale", cfg.crop_scale)
         tok = self.backbone.tokenizer
         n_ctx = len(tok.encode(cfg.ctx_init)) if cfg.ctx_init else cfg.n_ctx
         self.prompts = PromptTokens(tok, self.classnames, n_ctx)

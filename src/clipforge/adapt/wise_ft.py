@@ -36,6 +36,8 @@ class WiSEFT(Adapter):
     class Config(FineTune.Config):
         alpha: float = 0.5
 
+    config: Config
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         ft = {k: v for k, v in self.hparams.items() if k != "alpha"}

@@ -11,7 +11,8 @@ class ZeroShot(Adapter):
     """`logits = s · normalize(f) · W_textᵀ` with W the template-ensembled class embeddings; `fit` only builds W."""
 
     method = "zeroshot"
-    open_vocabulary = True
+    supports_new_classes = True
+    weights: torch.Tensor  # buffer
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

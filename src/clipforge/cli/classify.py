@@ -10,7 +10,7 @@ import sys
 import torch
 
 from ..adapt import load_adapted
-from ..adapt.surface import check_runtime
+from ..adapt.surface import AdaptedModel, check_runtime
 from ..data.embedding import embed_images
 from ..data.inputs import item_images, resolve_items
 from ..images import SkipLog
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if skipped.count:
             print(skipped.summary(), file=sys.stderr)
         raise ValueError("no images found in the given inputs")
+    classifier: AdaptedModel | ZeroShotClassifier
     if args.adapter is not None:
         if args.labels is not None:
             raise ValueError("--labels and --adapter exclude each other: the adapter brings its own classes")

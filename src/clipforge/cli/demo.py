@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         view = ShapesClassification(world, task=task)
         heads[task] = (ZeroShotClassifier.build(model, tokenizer, view.classnames, list(view.templates)), view)
     for i, s in enumerate(samples):
-        row = {"image": str(paths[i]), "caption": s.caption}
+        row: dict[str, Any] = {"image": str(paths[i]), "caption": s.caption}
         for task, (clf, view) in heads.items():
             probs = clf.probabilities(feats[i : i + 1])[0]
             k = int(probs.argmax())

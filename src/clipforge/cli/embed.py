@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import Any, Sequence
 
 from ..data.columns import CAPTION_COLUMNS, is_manifest, read_rows, require_column
 from ..data.embedding import embed_images, embed_texts
@@ -113,6 +114,6 @@ def _write_table(stem: Path, header: list[str], rows: list) -> None:
         import pyarrow.parquet as pq
     except ImportError:
         return
-    columns = list(zip(*rows)) if rows else [[] for _ in header]
+    columns: list[Sequence[Any]] = list(zip(*rows)) if rows else [[] for _ in header]
     with atomic_path(stem.with_suffix(".parquet")) as tmp:
         pq.write_table(pa.table({h: list(c) for h, c in zip(header, columns)}), str(tmp))

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         for name in list_configs():
             cfg = get_config(name)
             v = cfg.vision
-            arch = f"ViT patch {v.patch_size}" if v.kind == "vit" else f"ResNet {list(v.layers)}"
+            arch = f"ResNet {list(v.layers)}" if isinstance(v.layers, tuple) else f"ViT patch {v.patch_size}"
             print(f"{name:14s} {arch:22s} image {v.image_size:3d}  width {v.width:4d}  embed {cfg.embed_dim}")
         return 0
     ckpt = read_checkpoint(args.checkpoint, config=args.config, activation=args.activation)

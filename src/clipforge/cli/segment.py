@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
             skipped.add(images.name(i), exc.reason)
             continue
         size = (image.height, image.width)
-        labels = segment(model, dense_pixels(model, image), weights, args.method, args.background_threshold, size)[0]
-        labels = labels[0].cpu().numpy().astype(np.uint8)
+        pred = segment(model, dense_pixels(model, image), weights, args.method, args.background_threshold, size)[0]
+        labels = pred[0].cpu().numpy().astype(np.uint8)
         stem = f"{i:06d}-{Path(images.name(i)).stem}"
         Image.fromarray(labels).save(out / f"{stem}.mask.png")
         overlay(image, labels, names, offset).save(out / f"{stem}.overlay.png")

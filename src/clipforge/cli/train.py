@@ -27,7 +27,7 @@ FIELD_HELP = {
 class _DeprecatedConfig(argparse.Action):
     """`train --config FILE`: the old name of --train-config (elsewhere --config is an architecture)."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+    def __call__(self, parser, namespace, values, option_string=None):
         warnings.warn(
             "clipforge train --config is deprecated: use --train-config FILE.json (the architecture is --model; "
             "--config names an architecture in the other commands)",

@@ -119,7 +119,7 @@ class ShapesSource(DatasetSource):
 
     def robustness_variants(self) -> list[tuple[str, str, str | None]]:
         """(name, split, shift) of every distribution shift, the held-out compositions and styles."""
-        variants = [(s, "test", s) for s in self.shifts]
+        variants: list[tuple[str, str, str | None]] = [(s, "test", s) for s in self.shifts]
         if self.task != "captions":
             variants.append(("compositional", "test_compositional", None))
         if "test_style" in self.splits:
@@ -223,6 +223,9 @@ class DigitImages:
 
 class DigitsSource(DatasetSource):
     """scikit-learn's 1,797 handwritten digits; fixed stratified 60/20/20 train/val/test splits."""
+
+    classnames: list[str]
+    templates: list[str]
 
     def __init__(self, names: str = "words", image_size: int = 64) -> None:
         try:

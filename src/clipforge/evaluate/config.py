@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, get_args
 
+from ..config import Activation
+from ..runtime import Backend, Precision, as_backend, as_precision
 from .ranking import DEFAULT_GALLERY_CHUNK, DEFAULT_QUERY_CHUNK
 
 DEFAULT_SHOTS = (1, 2, 4, 8, 16)
@@ -33,10 +35,10 @@ class EvalConfig:
     gallery_chunk: int = DEFAULT_GALLERY_CHUNK
     cache_dir: str | Path | None = "default"  # None disables the feature cache
     device: str | None = None
-    precision: str = "fp32"
-    backend: str | None = None
+    precision: Precision = "fp32"
+    backend: Backend | None = None
     model_config: Any = None  # architecture override for loading the checkpoint (preset name or ModelConfig JSON)
-    activation: str | None = None
+    activation: Activation | None = None
     adapter: str | Path | None = None  # a fitted adapter directory whose head replaces the prompt ensemble
     plots: bool = True
     progress: bool = True
@@ -53,6 +55,9 @@ class EvalConfig:
         for name in ("batch_size", "query_chunk", "gallery_chunk"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self.precision, self.backend = as_precision(self.precision), as_backend(self.backend)
+        if self.activation is not None and self.activation not in get_args(Activation):
+            raise ValueError(f"activation {self.activation!r}: expected one of {', '.join(get_args(Activation))}")
 
     def replace(self, **changes: Any) -> EvalConfig:
         """A copy with `changes` applied (unknown names are a ValueError naming the valid ones)."""

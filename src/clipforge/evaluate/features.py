@@ -46,7 +46,9 @@ class FeatureExtractor:
         self._image_key = digest(who, preprocess_fingerprint(preprocess))
         self._text_key = digest(who, tokenizer_fingerprint(tokenizer))
         self._calls = [0]
-        self._memo: dict[str, object] = {}  # this run's results, so no-cache runs do not embed twice
+        # this run's results, so no-cache runs do not embed twice
+        self._image_memo: dict[str, ImageFeatures] = {}
+        self._text_memo: dict[str, np.ndarray] = {}
 
     @property
     def encode_calls(self) -> int:
@@ -55,14 +57,14 @@ class FeatureExtractor:
     def images(self, dataset: EvalDataset) -> ImageFeatures:
         """Un-normalised image features [n_kept, d] (a read-only memmap when cached)."""
         key = f"img-{digest(self._image_key, dataset.fingerprint)}"
-        if key in self._memo:
-            return self._memo[key]  # type: ignore[return-value]
+        if key in self._image_memo:
+            return self._image_memo[key]
         found = self.cache.load(key) if self.cache is not None else None
         if found is not None and self.cache is not None:
             result = ImageFeatures(found, self.cache.kept(key, len(dataset)), self.cache.skipped(key), cached=True)
         else:
             result = self._extract(dataset, key)
-        self._memo[key] = result
+        self._image_memo[key] = result
         return result
 
     def _extract(self, dataset: EvalDataset, key: str) -> ImageFeatures:
@@ -89,8 +91,8 @@ class FeatureExtractor:
     def texts(self, texts: Sequence[str], desc: str = "embedding texts") -> np.ndarray:
         """Un-normalised text features [len(texts), d], cached by the exact list of texts."""
         key = f"txt-{digest(self._text_key, list(texts))}"
-        if key in self._memo:
-            return self._memo[key]  # type: ignore[return-value]
+        if key in self._text_memo:
+            return self._text_memo[key]
         found = self.cache.load(key) if self.cache is not None else None
         if found is None:
             found = embed_texts(
@@ -99,5 +101,5 @@ class FeatureExtractor:
             )
             if self.cache is not None:
                 self.cache.save(key, found)
-        self._memo[key] = found
+        self._text_memo[key] = found
         return found

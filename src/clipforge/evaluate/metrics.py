@@ -123,7 +123,7 @@ def chance_levels(labels: np.ndarray, n_classes: int) -> dict[str, float]:
     return {"uniform": 1.0 / n_classes, "majority": float(counts.max() / total)}
 
 
-def _logit(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+def _logit(p: Sequence[float] | np.ndarray, eps: float = 1e-4) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
     return np.log(p / (1 - p))
 

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..adapt import Backbone, load_adapted
-from ..adapt.surface import check_runtime
+from ..adapt.surface import AdaptedModel, check_runtime
 from ..api import load
+from ..config import Activation
 from ..registry import EVAL_TASKS
+from ..runtime import Backend, Encoder, Precision
 from . import builtin  # noqa: F401  (registers shapes and digits)
 from .config import EvalConfig
 from .datasets import DatasetSource, EvalDataset
@@ -49,21 +51,32 @@ def parse_tasks(tasks: str | Sequence[str]) -> tuple[list[str], bool]:
     return list(dict.fromkeys(items)), False
 
 
+#: (encoder, preprocess, tokenizer): what an `Evaluator` runs
+Loaded = tuple[Encoder, Callable, Callable]
+
+
 def _load_model(
-    model: Any, device: str | None, precision: str, backend: str | None, config: Any, activation: str | None
-):
+    model: Any,
+    device: str | None,
+    precision: Precision,
+    backend: Backend | None,
+    config: Any,
+    activation: Activation | None,
+) -> tuple[Loaded, dict[str, Any]]:
     if isinstance(model, tuple):
         m = model[0]
         name = getattr(m.config, "name", "") or "model"
         return model, {"path": None, "name": name, "device": str(m.device), "runtime": m.runtime}
-    loaded = load(model, device, precision, config, activation, backend)  # type: ignore[arg-type]
+    loaded = load(model, device, precision, config, activation, backend)
     net = loaded[0]
     name = net.config.name or (Path(str(model)).name if model is not None else "default")
     path = str(Path(model).resolve()) if model is not None else "embedded default model"
     return loaded, {"path": path, "name": name, "device": str(net.device), "runtime": net.runtime}
 
 
-def _load_adapted(adapter: str | Path, model: Any, device: str | None, precision: str, backend: str | None):
+def _load_adapted(
+    adapter: str | Path, model: Any, device: str | None, precision: str, backend: str | None
+) -> tuple[Loaded, AdaptedModel, dict[str, Any]]:
     """(encoder, preprocess, tokenizer), the adapter as a fixed head, and what to record about them."""
     check_runtime(precision, backend)
     if isinstance(model, tuple):

@@ -47,6 +47,8 @@ def _resolve_classnames(
 class FolderSource(DatasetSource):
     """Image folders: `root/<class>/*.jpg`, or `root/{train,val,test}/<class>/*.jpg` for split data."""
 
+    classnames: list[str]
+
     def __init__(
         self,
         root: str | Path,
@@ -193,13 +195,14 @@ class ManifestSource(DatasetSource):
         col = self.columns["label"]
         values = self._data.labels
         if classnames is None:
-            if any(v is None or v == "" for v in values):
+            given = [v for v in values if v is not None and v != ""]
+            if len(given) != len(values):
                 raise ValueError(f"{self.path}: empty {col!r} value(s)")
-            distinct = {folder_classname(v) for v in values}  # type: ignore[arg-type]
+            distinct = {folder_classname(v) for v in given}
             numeric = all(n.lstrip("-").isdigit() for n in distinct)
             names = sorted(distinct, key=(lambda n: int(n)) if numeric else None)  # "2" before "10"
             lookup = {n: i for i, n in enumerate(names)}
-            return names, [lookup[folder_classname(v)] for v in values]  # type: ignore[arg-type]
+            return names, [lookup[folder_classname(v)] for v in given]
         names = [str(c) for c in classnames]
         lookup = {n: i for i, n in enumerate(names)}
         ids = []

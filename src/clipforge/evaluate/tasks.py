@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..probe import COARSE_GRID, REFINE_STEPS, fit_probe, linear_probe, mean_std, sample_shots
 from ..registry import EVAL_TASKS
+from ..runtime import Encoder
 from ..zeroshot import ZeroShotClassifier, resolve_templates
 from . import metrics as M
 from .classification import classification_metrics, predict_chunked
@@ -86,7 +87,7 @@ class Evaluator:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Encoder,
         preprocess: Callable,
         tokenizer: Callable,
         cache_dir: str | Path | None = None,
@@ -140,13 +141,16 @@ class Evaluator:
         return resolve_templates(templates or dataset.templates or "openai")
 
     @staticmethod
-    def _need_labels(dataset: EvalDataset, task: str) -> None:
-        if not dataset.has_labels:
+    def _need_labels(dataset: EvalDataset, task: str) -> np.ndarray:
+        """The dataset's labels (ValueError naming `task` when it has none)."""
+        if dataset.labels is None:
             raise ValueError(f"{task} needs class labels, but dataset {dataset.title!r} has none (captions only?)")
+        return dataset.labels
 
     def _zeroshot_scores(self, features: np.ndarray, dataset: EvalDataset, clf: ZeroShotClassifier):
         top, conf = predict_chunked(features, clf, chunk=self.query_chunk)
-        return classification_metrics(dataset.labels, top, conf, clf.classnames)  # type: ignore[arg-type]
+        labels = self._need_labels(dataset, "zero-shot classification")
+        return classification_metrics(labels, top, conf, clf.classnames)
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -182,6 +186,8 @@ class Evaluator:
             raise ValueError(f"retrieval needs captions, but dataset {dataset.title!r} has none")
         image_feats, dataset, notes = self.embed(dataset)
         captions, owner = dataset.captions or [], dataset.caption_image
+        if owner is None:  # set with the captions (and kept by `subset`)
+            raise ValueError(f"retrieval needs captions, but dataset {dataset.title!r} has none")
         text_feats = self.features.texts(captions, "embedding captions")
         device = self.model.device  # rank on the model's GPU when there is one
         i2t, t2i = retrieval_ranks(
@@ -191,7 +197,7 @@ class Evaluator:
         if orphans:
             notes.append(f"{orphans} image(s) have no caption and are not image→text queries")
         ks = tuple(sorted(set(ks)))
-        metrics = {
+        metrics: dict[str, Any] = {
             "image_to_text": rank_summary(i2t[i2t > 0], ks),
             "text_to_image": rank_summary(t2i, ks),
             "n_images": len(dataset),
@@ -249,14 +255,12 @@ class Evaluator:
             if "val" in splits:
                 val = source.load("val", max_samples=max_samples, seed=seed)
             else:
-                self._need_labels(train, "the linear probe")
-                tr, va = stratified_split(train.labels, (0.8, 0.2), seed)  # type: ignore[arg-type]
+                tr, va = stratified_split(self._need_labels(train, "the linear probe"), (0.8, 0.2), seed)
                 train, val = train.subset(tr), train.subset(va)
                 notes.append("no validation split: 20% of train (stratified) used for choosing C")
         else:
             full = source.load(splits[0], max_samples=max_samples, seed=seed)
-            self._need_labels(full, "the linear probe")
-            tr, va, te = stratified_split(full.labels, (0.6, 0.2, 0.2), seed)  # type: ignore[arg-type]
+            tr, va, te = stratified_split(self._need_labels(full, "the linear probe"), (0.6, 0.2, 0.2), seed)
             train, val, test = full.subset(tr), full.subset(va), full.subset(te)
             notes.append(f"no train split: a stratified 60/20/20 train/val/test split of {splits[0]!r} was made")
         for d in (train, val, test):
@@ -423,7 +427,8 @@ class Evaluator:
         self._need_labels(datasets[0][1], "robustness")
         tmpl = self._templates(datasets[0][1], templates)
         clf = self.classifier(datasets[0][1].classnames or [], tmpl)
-        probe_clf, notes = None, []
+        probe_clf = None
+        notes: list[str] = []
         if probe:
             train, val, _test, notes = self.probe_splits(source, None, max_samples, seed)
             (tr, va), _, more = self._probe_features((train, val))

@@ -129,7 +129,7 @@ def train_size(spec: IndexSpec) -> int:
     return min(need, MAX_TRAIN_POINTS)
 
 
-def build_index(spec: IndexSpec, dim: int, chunks: Iterable[np.ndarray], train: np.ndarray | None = None):
+def build_faiss(spec: IndexSpec, dim: int, chunks: Iterable[np.ndarray], train: np.ndarray | None = None):
     """Build `spec` from float32 chunks (added in order, so row i of the corpus is faiss id i)."""
     index = new_index(spec, dim)
     if not index.is_trained:

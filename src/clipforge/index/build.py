@@ -22,8 +22,13 @@ from tqdm.auto import tqdm
 
 from ..api import load
 from ..data.inputs import Item, resolve_items
+from ..fast import FastCLIP
 from ..files import atomic_path
 from ..images import SkipLog
+from ..model import CLIP
+from ..runtime import as_backend, as_precision
+from ..tokenizer import Tokenizer
+from ..transforms import ImageTransform
 from . import ann
 from .distributed import DistContext, context_from_env
 from .embedder import embed_items
@@ -149,9 +154,9 @@ class _Models:
 
     def __init__(self, opts: BuildOptions, ctx: DistContext) -> None:
         self.opts, self.ctx = opts, ctx
-        self._loaded: dict[str | None, tuple] = {}
+        self._loaded: dict[str | None, tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]] = {}
 
-    def get(self, path: str | None):
+    def get(self, path: str | None) -> tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]:
         if path not in self._loaded:
             device = self.opts.device
             if device is None:
@@ -159,8 +164,8 @@ class _Models:
             self._loaded[path] = load(
                 path,
                 device=device,
-                precision=self.opts.precision,
-                backend=self.opts.backend,  # type: ignore[arg-type]
+                precision=as_precision(self.opts.precision),
+                backend=as_backend(self.opts.backend),
             )
         return self._loaded[path]
 
@@ -227,7 +232,7 @@ def _plan(store: IndexStore, mode: str, inputs: list[str], model, opts: BuildOpt
         raise ValueError(f"no images found in {inputs}{detail}")
     runs = IndexStore.runs(manifest)
     if runs:  # `add`: skip what earlier runs planned already (a re-added folder adds only its new files)
-        known = set()
+        known: set[tuple[str, str | None]] = set()
         for r in runs:
             plan = read_table(store.run_plan_path(r.number)).select(["path", "member"]).to_pydict()
             known.update(zip(plan["path"], plan["member"]))
@@ -318,7 +323,8 @@ def _merge(store: IndexStore, opts: BuildOptions) -> dict[str, Any]:
     missing = [s for s, m in markers.items() if m is None]
     if missing:
         raise RuntimeError(f"{store.root}: shards {missing[:10]} are unfinished; re-run the same command to resume")
-    rows = [int(markers[s]["rows"]) for s in shards]
+    done = {s: m for s, m in markers.items() if m is not None}
+    rows = [int(done[s]["rows"]) for s in shards]
     total = sum(rows)
     if total == 0:
         raise ValueError(f"{store.root}: no image could be read (see the skipped items in shards/*.done.json)")
@@ -330,15 +336,15 @@ def _merge(store: IndexStore, opts: BuildOptions) -> dict[str, Any]:
         _write_faiss(store, manifest, shards, rows, ".captions.npy", "caption", spec.kind)
     added = total - int(manifest["count"])
     new_runs = [r for r in runs if not r.merged]
-    new_skipped = sum(r.skipped + sum(int(markers[s]["skipped"]) for s in r.shards) for r in new_runs)
+    new_skipped = sum(r.skipped + sum(int(done[s]["skipped"]) for s in r.shards) for r in new_runs)
     skipped_items = [item for r in new_runs for item in r.skipped_items]
-    skipped_items += [list(item) for r in new_runs for s in r.shards for item in markers[s].get("skipped_items", [])]
+    skipped_items += [list(item) for r in new_runs for s in r.shards for item in done[s].get("skipped_items", [])]
     manifest.update(
         count=total,
         index=spec.to_dict(),
         indexed_shards=len(shards),
         indexed_rows=total,
-        skipped=sum(int(markers[s]["skipped"]) for s in shards) + sum(r.skipped for r in runs),
+        skipped=sum(int(done[s]["skipped"]) for s in shards) + sum(r.skipped for r in runs),
     )
     for run in runs:
         run.merged = True
@@ -368,7 +374,7 @@ def _write_faiss(
     if ann.train_size(wanted):
         train = _gather_rows(store, shards, rows, suffix, ann.sample_rows(total, ann.train_size(wanted)))
     chunks = (store.load_shard(s, suffix) for s in shards)
-    index = ann.build_index(wanted, dim, chunks, train)
+    index = ann.build_faiss(wanted, dim, chunks, train)
     _save_faiss(index, path)
     return wanted
 

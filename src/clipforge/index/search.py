@@ -23,6 +23,7 @@ from PIL import Image
 from ..api import load
 from ..data.images import ImageRef
 from ..images import load_image
+from ..runtime import as_backend, as_precision
 from ..zeroshot import ZeroShotClassifier
 from . import ann
 from .store import IndexStore, read_table
@@ -121,7 +122,8 @@ class SearchIndex:
         """(model, preprocess, tokenizer), loaded once."""
         with self._lock:
             if self._model is None:
-                loaded = load(self._model_path, self._device, self._precision, backend=self._backend)  # type: ignore
+                precision, backend = as_precision(self._precision), as_backend(self._backend)
+                loaded = load(self._model_path, self._device, precision, backend=backend)
                 if loaded[0].config.embed_dim != self.dim:
                     raise ValueError(f"the model embeds to {loaded[0].config.embed_dim} dims, the index {self.dim}")
                 self._model = loaded

@@ -7,6 +7,8 @@ from .policy import (
     PRECISIONS,
     Backend,
     Precision,
+    as_backend,
+    as_precision,
     model_dtype,
     resolve_runtime,
 )
@@ -14,5 +16,5 @@ from .protocol import Encoder, pixel_input
 
 __all__ = [
     "BACKENDS", "ENGINE_BACKENDS", "ENGINE_PRECISIONS", "PRECISIONS", "Backend", "Encoder", "Precision",
-    "model_dtype", "pixel_input", "resolve_runtime",
+    "as_backend", "as_precision", "model_dtype", "pixel_input", "resolve_runtime",
 ]

@@ -6,7 +6,7 @@ impossible combinations are refused, for `clipforge.load`, every command and the
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, TypeGuard, get_args
 
 import torch
 
@@ -20,6 +20,28 @@ MODEL_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfl
 #: precisions and backends an inference engine runs
 ENGINE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 ENGINE_BACKENDS: tuple[str, ...] = ("torch", "onnx")
+
+
+def _is_precision(value: object) -> TypeGuard[Precision]:
+    return value in PRECISIONS
+
+
+def _is_backend(value: object) -> TypeGuard[Backend]:
+    return value in BACKENDS
+
+
+def as_precision(value: str) -> Precision:
+    """`value` as a `Precision` (what `load` accepts), or ValueError naming the choices."""
+    if not _is_precision(value):
+        raise ValueError(f"precision {value!r}: expected one of {', '.join(PRECISIONS)}")
+    return value
+
+
+def as_backend(value: str | None) -> Backend | None:
+    """`value` as a `Backend` or None (what `load` accepts), or ValueError naming the choices."""
+    if value is not None and not _is_backend(value):
+        raise ValueError(f"backend {value!r}: expected one of {', '.join(BACKENDS)}")
+    return value
 
 
 def cuda_half_precision() -> str:

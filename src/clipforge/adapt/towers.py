@@ -1,0 +1,38 @@
+"""Typed views of a CLIP model's parts for the methods that reach inside it (prompts, LoRA, MaPLe).
+
+`CLIP.visual` is an `nn.Module` (a Vision Transformer or a ModifiedResNet) and a transformer's
+`resblocks` is an `nn.ModuleList`, so attribute access on them is untyped. These accessors check
+the real class once and return it, so callers read `tower.transformer` or `block.attn` with types.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..model.layers import ResidualBlock, Transformer
+from ..model.vision import ModifiedResNet, VisionTransformer
+
+
+def vision_tower(visual: nn.Module) -> VisionTransformer | ModifiedResNet:
+    """The image tower as its real class (`isinstance` then tells a ViT from a ResNet)."""
+    if not isinstance(visual, (VisionTransformer, ModifiedResNet)):
+        raise TypeError(f"unknown image tower {type(visual).__name__}: expected a VisionTransformer or ModifiedResNet")
+    return visual
+
+
+def vit_tower(visual: nn.Module, why: str) -> VisionTransformer:
+    """The image tower if it is a Vision Transformer, else ValueError `why`."""
+    tower = vision_tower(visual)
+    if not isinstance(tower, VisionTransformer):
+        raise ValueError(why)
+    return tower
+
+
+def residual_blocks(transformer: Transformer) -> list[ResidualBlock]:
+    """The transformer's blocks, typed."""
+    blocks = []
+    for block in transformer.resblocks:
+        if not isinstance(block, ResidualBlock):
+            raise TypeError(f"unexpected transformer block {type(block).__name__}")
+        blocks.append(block)
+    return blocks
