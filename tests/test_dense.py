@@ -190,3 +190,28 @@ def test_segment_command_writes_masks_overlays_and_a_summary(model_dir, tmp_path
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main([*argv, "--method", "sam"])  # argparse refuses an unknown method
+
+
+def test_segmentation_is_an_evaluation_task(model_dir, tmp_path):
+    import json
+
+    from clipforge.data.shapes import ShapesWorld, write_mask_dataset
+    from clipforge.evaluate import evaluate
+
+    folder = write_mask_dataset(ShapesWorld(split="test", image_size=32), tmp_path / "masks", n=4)
+    opts = {"cache_dir": None, "progress": False}
+    specs = ["shapes:seg:test:5?image_size=32", str(folder)]
+    runs = evaluate("segmentation", specs, model_dir, tmp_path / "ev", **opts)
+    for run, n in zip(runs, (5, 4)):
+        assert run.result is not None and run.result.dataset["n_images"] == n
+        saved = json.loads(run.path.read_text())
+        assert 0 <= saved["summary"]["miou"] <= 1 and set(saved["metrics"]["per_class_iou"]) >= {"background", "circle"}
+        assert saved["plots"] and (run.path.parent / saved["plots"][0]).is_file()
+    everything = evaluate("all", "shapes:seg:test:5?image_size=32", model_dir, None, **opts)
+    assert {o.task for o in everything if o.result is not None} == {"segmentation"}
+    assert any(o.skipped == "the dataset has no class labels" for o in everything)
+    with pytest.raises(ValueError, match="cannot run segmentation .*no pixel masks"):
+        evaluate("segmentation", "shapes:colour?n=4", model_dir, None, **opts)
+    clear = evaluate("segmentation", "shapes:seg:test:5?image_size=32", model_dir, None, **opts,
+                     extra={"dense_method": "clearclip", "background_threshold": 0.0})
+    assert clear[0].result.parameters["dense_method"] == "clearclip"

@@ -201,5 +201,5 @@ def test_eval_specs_take_a_variety_and_offer_test_style() -> None:
     assert ("style", "test_style", None) in resolve_dataset("shapes:colour::variety=rich").robustness_variants()
     with pytest.raises(ValueError, match="split must be one of"):
         resolve_dataset("shapes:shape:test_style")
-    with pytest.raises(ValueError, match="mask dataset"):
-        resolve_dataset("shapes:seg")
+    masks = resolve_dataset("shapes:seg:val:3?variety=rich")  # the image + mask dataset of the segmentation task
+    assert masks.mask_source.classnames[0] == "background" and len(masks.mask_source) == 3

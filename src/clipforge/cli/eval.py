@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         nargs="+",
         metavar="DATASET",
-        help="shapes:TASK[:SPLIT][@SHIFT][?variety=rich], digits[:numerals], a class-folder tree, "
-        "a CSV/TSV/JSONL manifest, or a registry .json",
+        help="shapes:TASK[:SPLIT][@SHIFT][?variety=rich], shapes:seg (masks), digits[:numerals], a class-folder "
+        "tree, a folder with images/ + masks/, a CSV/TSV/JSONL manifest, or a registry .json",
     )
     parser.add_argument("--split", default=None, help="split to test on (default: test, or all data)")
     parser.add_argument("--out", default="eval-results", help="folder for result JSONs and plots")

@@ -4,8 +4,8 @@ Specs: `shapes:TASK[:SPLIT][@SHIFT][?seed=0&image_size=64&n=1000&captions=1&vari
 one of the shapes world's classification tasks (shape, colour, shape_colour, size, position, style) or
 `captions` (multi-object scenes, retrieval only), and `variety` one of the world's drawing varieties
 (classic, rich, clean; the rich ones add the `test_style` split of held-out drawing styles);
-`digits[:words|:numerals][?image_size=64]`. The shapes world's masks (`shapes:seg`) are a mask
-dataset: `clipforge.data.masks.open_mask_source`.
+`digits[:words|:numerals][?image_size=64]`. The shapes world's masks, `shapes:seg[:SPLIT][:N]`, are
+an image + mask dataset for the `segmentation` task (`clipforge.evaluate.segmentation`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..data import shapes as sw
 from ..data.spec import parse_named
 from ..data.spec import parse_spec as parse_data_spec
 from .datasets import DatasetSource, EvalDataset, digest, stratified_split
+from .segmentation import MaskDataset
 from .sources import register_dataset
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -84,8 +85,6 @@ class ShapesSource(DatasetSource):
         shift: str | None = None,
         variety: str = "classic",
     ) -> None:
-        if task == "seg":
-            raise ValueError("shapes:seg is a mask dataset: open it with clipforge.data.masks.open_mask_source")
         if task != "captions" and task not in sw.TASKS:
             raise ValueError(f"shapes task must be one of {', '.join((*sw.TASKS, 'captions'))}, got {task!r}")
         self.variety = variety
@@ -178,7 +177,7 @@ class ShapesSource(DatasetSource):
         return captions, np.repeat(np.arange(len(world)), k)
 
 
-def _shapes_factory(spec: str) -> ShapesSource:
+def _shapes_factory(spec: str) -> ShapesSource | MaskDataset:
     parts, shift, options = parse_spec(spec)
     counts = [p for p in parts[1:] if p.isdigit()]  # a numeric field is the sample count, as in training
     parts = [p for p in parts if not p.isdigit()]
@@ -187,6 +186,8 @@ def _shapes_factory(spec: str) -> ShapesSource:
     if counts:
         options.setdefault("n", counts[0])
     task = parts[1] if len(parts) > 1 else "captions"
+    if task == "seg":  # the shapes world's masks: an image + mask dataset (`clipforge.data.masks`)
+        return MaskDataset(spec)
     split = parts[2] if len(parts) > 2 else None
     source = ShapesSource(
         task=task,

@@ -178,3 +178,29 @@ def plot_retrieval_grid(
             ax.patch.set_alpha(0)
     fig.suptitle(title or "text → image retrieval (green = correct image)", fontsize=10, y=1 - 0.15 / height)
     return _save(fig, path)
+
+
+def plot_segmentation(
+    examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], classnames: Sequence[str], path: str | Path,
+    title: str = "",
+) -> Path:
+    """One row per image: the image, the true mask, the predicted mask (same colours), and a legend."""
+    rows = len(examples)
+    fig = _figure(6.2, 1.9 * rows + 0.6)
+    k = len(classnames)
+    for r, (image, truth, pred) in enumerate(examples):
+        for c, (data, name) in enumerate(((image, "image"), (truth, "truth"), (pred, "prediction"))):
+            ax = fig.add_subplot(rows, 3, 3 * r + c + 1)
+            if c == 0:
+                ax.imshow(data)
+            else:
+                shown = np.ma.masked_equal(np.asarray(data), 255)  # ignored pixels stay blank
+                im = ax.imshow(shown, cmap="tab20", vmin=0, vmax=max(k - 1, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+    bar = fig.colorbar(im, ax=fig.axes, ticks=range(k), fraction=0.03)
+    bar.ax.set_yticklabels(list(classnames), fontsize=6)
+    fig.suptitle(title or "zero-shot segmentation", fontsize=9)
+    return _save(fig, path)

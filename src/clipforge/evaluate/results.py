@@ -107,6 +107,12 @@ def make_plots(result: EvalResult, out_dir: Path, stem: str) -> list[Path]:
                 a["examples"], a["dataset"], out_dir / f"{stem}.grid.png", f"{title} · text → image (green = correct)"
             )
         )
+    if a.get("segmentation_examples"):
+        files.append(
+            plots.plot_segmentation(
+                a["segmentation_examples"], a["classnames"], out_dir / f"{stem}.masks.png", f"{title} · segmentation"
+            )
+        )
     if result.task == "robustness":
         files.append(plots.plot_robustness(a["table"], out_dir / f"{stem}.robustness.png", f"{title} · robustness"))
     return files

@@ -22,6 +22,7 @@ from ..images import iter_image_files
 from ..registry import DATASETS
 from ..zeroshot import resolve_templates
 from .datasets import SPLIT_DIRS, DatasetSource, EvalDataset, FileImages, digest, files_fingerprint
+from .segmentation import MaskDataset
 
 
 def folder_classname(folder: str) -> str:
@@ -321,6 +322,8 @@ def resolve_dataset(spec: str | Path | DatasetSource) -> DatasetSource:
     if prefix in DATASETS and not Path(text).exists():
         return DATASETS.create(prefix, text)
     path = Path(text).expanduser()
+    if path.is_dir() and (path / "images").is_dir() and (path / "masks").is_dir():
+        return MaskDataset(text)
     if path.is_dir():
         return FolderSource(path)
     if path.is_file():

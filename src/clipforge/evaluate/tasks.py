@@ -489,6 +489,7 @@ NEEDS = {
     "labels": "the dataset has no class labels",
     "captions": "the dataset has no captions",
     "variants": "the dataset has no distribution-shift variants",
+    "masks": "the dataset has no pixel masks",
 }
 
 
@@ -513,6 +514,8 @@ class EvalTask:
             if need == "variants" and not source.robustness_variants():
                 return NEEDS[need]
             if need == "captions" and not test_set().has_captions:
+                return NEEDS[need]
+            if need == "masks" and getattr(source, "mask_source", None) is None:
                 return NEEDS[need]
         return None
 
