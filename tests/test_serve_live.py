@@ -57,6 +57,17 @@ def test_bounded_concurrent_load_has_no_errors(server):
     assert result.errors == 0, result.error_examples
 
 
+def test_timed_load_over_chosen_endpoints_counts_statuses(server):
+    endpoints = ("GET /search", "POST /classify")
+    result = run_load(server, requests=None, concurrency=4, timeout=30, seconds=1.5, endpoints=endpoints)
+    assert 1.5 <= result.seconds < 30 and result.errors == 0, result.error_examples
+    assert set(result.by_endpoint) == set(endpoints) and result.status_counts == {"200": result.requests}
+    with pytest.raises(ValueError, match="bounded"):
+        run_load(server, requests=None, seconds=None)
+    with pytest.raises(ValueError, match="endpoints"):
+        run_load(server, requests=1, endpoints=("GET /nope",))
+
+
 def test_web_page_in_headless_chromium(server, corpus):
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CLIPFORGE_CHROMIUM)")
