@@ -133,3 +133,16 @@ def test_service_returns_warnings_and_a_422_for_indistinguishable_labels(words_i
         assert client.get("/search", params={"text": "a red circle"}).json()["warnings"] == []
     with pytest.warns(UnknownWordsWarning, match="'car'"):
         index.search_text("a red car", k=2)
+
+
+def test_shapes_validation_of_a_vocabulary_without_the_class_names_is_nan_not_a_crash():
+    from clipforge.api import preprocess_config
+    from clipforge.train.validate import zero_shot_accuracy
+    from clipforge.transforms import ImageTransform
+
+    model = clipforge.create_model("tiny")
+    tok = WordTokenizer(["a", "photo", "of"], context_length=model.config.text.context_length)
+    size, preprocess = model.config.vision.image_size, ImageTransform(preprocess_config(model.config))
+    with pytest.warns(UnknownWordsWarning, match="validation skipped"):
+        value = zero_shot_accuracy(model, preprocess, tok, "shape", "val", 8, 0, size)
+    assert value != value  # NaN
