@@ -264,6 +264,11 @@ class Tokenizer(Protocol):
 
     def save(self, directory: str | os.PathLike[str]) -> Path: ...
 
+    def unknown_words(self, texts: str | Sequence[str]) -> list[str]:
+        """Words of `texts` the vocabulary cannot represent (each would become one unknown token),
+        in order of first appearance, without repeats; [] for tokenizers that encode any text."""
+        ...
+
 
 class _TokenizerBase(abc.ABC):
     """Shared batching, truncation and decoding logic; subclasses supply encode and id→text."""
@@ -339,6 +344,12 @@ class _TokenizerBase(abc.ABC):
     def _is_pad_only(self, token_id: int) -> bool:
         """True if `token_id` is padding wherever it appears (not also a content id)."""
         return False
+
+    def unknown_words(self, texts: str | Sequence[str]) -> list[str]:
+        """Words of `texts` this tokenizer cannot represent, in order of first appearance, without
+        repeats. A byte-level BPE encodes every text, so the default is none."""
+        _as_text_list(texts)
+        return []
 
 
 class BPETokenizer(_TokenizerBase):
@@ -595,6 +606,17 @@ class WordTokenizer(_TokenizerBase):
             if max_tokens is not None and len(ids) >= max_tokens:
                 break
         return ids
+
+    def unknown_words(self, texts: str | Sequence[str]) -> list[str]:
+        """Words (as split and lower-cased by `encode`) outside the vocabulary: each becomes the one
+        `<unk>` id, so texts differing only in unknown words get identical tokens."""
+        found: dict[str, None] = {}
+        for text in _as_text_list(texts):
+            for match in _WORD_PATTERN.finditer(clean_text(text)):
+                word = match.group()
+                if word not in self._ids:
+                    found.setdefault(word, None)
+        return list(found)
 
     def _is_pad_only(self, token_id: int) -> bool:
         return token_id == self.pad_token_id

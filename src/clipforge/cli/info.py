@@ -1,32 +1,66 @@
-"""`clipforge info [CHECKPOINT]`: what a checkpoint is, or the list of presets."""
+"""`clipforge info [CHECKPOINT | default | --model CHECKPOINT]`: what a checkpoint is (including the
+words a closed-vocabulary tokenizer knows), or the list of presets."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from ..checkpoints import read_checkpoint
+from ..api import default_model_path, tokenizer_for
+from ..checkpoints import Checkpoint, read_checkpoint
 from ..config import get_config, list_configs
+from ..tokenizer import WordTokenizer
 
-HELP = "describe a checkpoint, or list the model presets"
+HELP = "describe a checkpoint and its tokenizer ('default': the embedded model), or list the model presets"
+DEFAULT_NAME = "default"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", nargs="?", help="a checkpoint path (omit to list presets)")
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        help=f"a checkpoint path, or '{DEFAULT_NAME}' for the embedded default model (omit to list presets)",
+    )
+    parser.add_argument("--model", default=None, help="the checkpoint, as for the other commands (same as CHECKPOINT)")
     parser.add_argument("--config", default=None, help="architecture override: preset name or config JSON")
-    parser.add_argument("--activation", choices=["quick_gelu", "gelu"], default=None)
+    parser.add_argument(
+        "--activation", choices=["quick_gelu", "gelu"], default=None, help="activation of bare state dicts"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
 
-    if args.checkpoint is None:
+    if args.checkpoint is not None and args.model is not None:
+        raise ValueError("give the checkpoint either as CHECKPOINT or with --model, not both")
+    target = args.checkpoint if args.checkpoint is not None else args.model
+    if target is None:
         for name in list_configs():
             cfg = get_config(name)
             v = cfg.vision
             arch = f"ResNet {list(v.layers)}" if isinstance(v.layers, tuple) else f"ViT patch {v.patch_size}"
             print(f"{name:14s} {arch:22s} image {v.image_size:3d}  width {v.width:4d}  embed {cfg.embed_dim}")
         return 0
-    ckpt = read_checkpoint(args.checkpoint, config=args.config, activation=args.activation)
+    path = default_model_path() if target == DEFAULT_NAME else target
+    ckpt = read_checkpoint(path, config=args.config, activation=args.activation)
     n_params = sum(t.numel() for t in ckpt.state_dict.values())
-    print(json.dumps({"format": ckpt.source_format, "parameters": n_params, "config": ckpt.config.to_dict()}, indent=2))
+    info: dict[str, Any] = {"format": ckpt.source_format, "parameters": n_params, "config": ckpt.config.to_dict()}
+    info["tokenizer"] = _describe_tokenizer(ckpt)
+    print(json.dumps(info, indent=2))
     return 0
+
+
+def _describe_tokenizer(ckpt: Checkpoint) -> dict[str, Any]:
+    """Kind, vocabulary size and (for a closed vocabulary) the words the model knows."""
+    try:
+        tokenizer = tokenizer_for(ckpt)
+    except FileNotFoundError as exc:
+        return {"kind": ckpt.config.tokenizer.get("kind", "bpe"), "error": str(exc)}
+    if isinstance(tokenizer, WordTokenizer):
+        return {
+            "kind": "words",
+            "vocab_size": tokenizer.vocab_size,
+            "note": "closed vocabulary: any other word becomes one unknown token",
+            "words": list(tokenizer.words),
+        }
+    return {"kind": "bpe", "vocab_size": tokenizer.vocab_size, "note": "byte-level BPE: encodes any text"}

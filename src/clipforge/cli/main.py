@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+import warnings
+from typing import Sequence, TextIO
 
 from .. import __version__
 from ..registry import COMMANDS
+from ..zeroshot import UnknownWordsWarning
 
 _COMMAND_MODULES = (
     "demo", "classify", "embed", "convert", "info", "train", "eval", "adapt", "export", "index", "search", "serve",
@@ -70,12 +72,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            _show_plainly(UnknownWordsWarning, args.command)
+            return int(args._run(args) or 0)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         # Bad input: one clear line, no traceback. (CheckpointError and ImageDecodeError are ValueErrors;
         # programming errors such as KeyError keep their traceback.)
         print(f"clipforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _show_plainly(shown: type[Warning], command: str) -> None:
+    """Print warnings of class `shown` as one `clipforge CMD: warning: ...` line on stderr (the user's
+    input caused them, so no source location); others as Python prints them. Call inside
+    `warnings.catch_warnings()`, which restores the previous behaviour."""
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, shown):
+            print(f"clipforge {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("always", shown)
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..index.search import SearchIndex
 from ..runtime import BACKENDS, PRECISIONS
+from ..zeroshot import warn_unknown_words
 
 HELP = "search an index by text and/or image"
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     index = SearchIndex.open(args.directory, args.model, args.device, args.precision, args.backend)
     parts = []
     if args.text is not None:
+        warn_unknown_words(index.query_warnings([args.text]))
         parts.append(index.embed_texts([args.text])[0])
     if args.image is not None:
         parts.append(index.embed_images([args.image])[0])

@@ -24,7 +24,7 @@ from ..api import load
 from ..data.images import ImageRef
 from ..images import load_image
 from ..runtime import as_backend, as_precision
-from ..zeroshot import ZeroShotClassifier
+from ..zeroshot import ZeroShotClassifier, check_queries, warn_unknown_words
 from . import ann
 from .store import IndexStore, read_table
 
@@ -137,6 +137,12 @@ class SearchIndex:
             tokens = tokenizer(list(texts), truncate="eot").to(model.device)
             return model.encode_text(tokens, normalize=True).float().cpu().numpy()
 
+    def query_warnings(self, texts: Sequence[str]) -> list[str]:
+        """Messages about words of text queries this index's model does not know (see
+        `zeroshot.check_queries`); [] when it knows them all."""
+        _, _, tokenizer = self.model()
+        return check_queries(tokenizer, list(texts))
+
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
         """L2-normalised embeddings of images given as paths, bytes or PIL images."""
 
@@ -147,14 +153,17 @@ class SearchIndex:
             return out.float().cpu().numpy()
 
     def zero_shot(self, labels: Sequence[str], templates: str | Sequence[str] = "openai7"):
-        """A `ZeroShotClassifier` for `labels` with this index's model (the last 32 are cached)."""
+        """A `ZeroShotClassifier` for `labels` with this index's model (the last 32 are cached).
+
+        Unknown label words are in the classifier's `.warnings` (not emitted: a service returns them);
+        labels the model cannot tell apart raise ValueError."""
 
         key = (tuple(labels), templates if isinstance(templates, str) else tuple(templates))
         model, _, tokenizer = self.model()
         with self._lock, torch.no_grad():
             cached = self._classifiers.pop(key, None)
             if cached is None:
-                cached = ZeroShotClassifier.build(model, tokenizer, list(labels), templates)
+                cached = ZeroShotClassifier.build(model, tokenizer, list(labels), templates, warn=False)
             self._classifiers[key] = cached  # most recently used last
             while len(self._classifiers) > 32:
                 self._classifiers.pop(next(iter(self._classifiers)))
@@ -189,6 +198,7 @@ class SearchIndex:
     def search_text(self, text: str | Sequence[str], k: int = 10, target: str = "image"):
         """Items matching a text (→ list[Hit]) or each of several texts (→ list[list[Hit]])."""
         texts = [text] if isinstance(text, str) else list(text)
+        warn_unknown_words(self.query_warnings(texts))
         hits = self.search_vector(self.embed_texts(texts), k, target)
         return hits[0] if isinstance(text, str) else hits
 

@@ -125,6 +125,10 @@ class SearchResponse(BaseModel):
     query: SearchEcho
     results: list[SearchResult]
     took_ms: float
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="problems with the input that did not stop the request, e.g. words the model does not know",
+    )
 
 
 class Prediction(BaseModel):
@@ -137,6 +141,10 @@ class ClassifyResponse(BaseModel):
     labels: int = Field(description="number of labels classified against")
     templates: str
     took_ms: float
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="problems with the input that did not stop the request, e.g. words the model does not know",
+    )
 
 
 class EmbedResponse(BaseModel):

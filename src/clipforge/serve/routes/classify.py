@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from ...zeroshot import TEMPLATE_SETS
 from ..models import ClassifyRequest, ClassifyResponse, Prediction
+from ..payload import bad
 from ..service import Service, elapsed_ms
 from .body import post_with_body
 
@@ -28,7 +29,10 @@ async def classify(body: ClassifyRequest, svc: Service) -> ClassifyResponse:
     templates = body.templates or svc.templates
     start = time.perf_counter()
     features = await svc.embed_image(body.image)
-    classifier = await anyio.to_thread.run_sync(svc.index.zero_shot, body.labels, templates)
+    try:
+        classifier = await anyio.to_thread.run_sync(svc.index.zero_shot, body.labels, templates)
+    except ValueError as exc:  # labels the model cannot tell apart (e.g. all unknown words)
+        raise bad(422, f"labels: {exc}") from None
     probs = classifier.probabilities(torch.from_numpy(features[None]))[0]
     top = probs.topk(min(body.top_k, len(body.labels)))
     return ClassifyResponse(
@@ -38,4 +42,5 @@ async def classify(body: ClassifyRequest, svc: Service) -> ClassifyResponse:
         labels=len(body.labels),
         templates=templates,
         took_ms=elapsed_ms(start),
+        warnings=list(classifier.warnings),
     )

@@ -21,7 +21,9 @@ async def run_search(svc: Service, query: SearchRequest) -> SearchResponse:
     start = time.perf_counter()
     target = svc.check_target(query.target)
     parts = []
+    notes: list[str] = []
     if query.text is not None:
+        notes = await anyio.to_thread.run_sync(svc.index.query_warnings, [query.text])
         parts.append((await svc.embed_texts([query.text]))[0])
     if query.image is not None:
         parts.append(await svc.embed_image(query.image))
@@ -30,6 +32,7 @@ async def run_search(svc: Service, query: SearchRequest) -> SearchResponse:
         query=SearchEcho(text=query.text, image=query.image is not None, k=query.k, target=target),
         results=[SearchResult.of(hit) for hit in hits],
         took_ms=elapsed_ms(start),
+        warnings=notes,
     )
 
 

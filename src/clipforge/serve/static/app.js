@@ -44,6 +44,7 @@ function renderResults(data, label) {
     grid.append(card);
   }
   $("status").textContent = `${data.results.length} results for ${label} in ${data.took_ms} ms`;
+  showError((data.warnings || []).join(" "));  // e.g. query words the model does not know
 }
 
 async function textSearch(event) {
@@ -89,6 +90,7 @@ async function classify() {
       list.append(item);
     }
     $("predictions-panel").hidden = false;
+    showError((data.warnings || []).join(" "));  // e.g. label words the model does not know
   } catch (err) { showError(err.message); }
 }
 
