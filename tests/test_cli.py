@@ -160,3 +160,22 @@ def test_demo_classifies_retrieves_and_writes_report(model_dir, tmp_path, capsys
     for row in results["classification"]:
         assert row["shape"]["true"] in row["caption"] or row["shape"]["true"] in ("square", "diamond", "cross")
     assert (tmp_path / "demo" / "report.png").stat().st_size > 5_000
+
+
+def test_every_flag_of_every_command_has_help():
+    import argparse
+
+    from clipforge.cli.main import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    bare = [
+        f"{name} {action.option_strings[-1]}"
+        for name, sub in commands.items()
+        for action in sub._actions
+        if action.option_strings and not action.help
+    ]
+    assert bare == []
+    train = commands["train"].format_help()
+    assert "(default: 5e-04)" in train or "(default: 0.0005)" in train  # TrainConfig defaults are shown
+    assert "{fp32,bf16,fp16}" in train and "{clip,siglip,cloob,distill}" in train

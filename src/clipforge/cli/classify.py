@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompt templates: openai (80), openai7, simple, none, or a file with one per line",
     )
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     add_model_arguments(parser, engine=True)
 

@@ -45,7 +45,9 @@ def add_model_arguments(
             "onnx: ONNX Runtime (fp32/int8); none: the plain model",
         )
     else:
-        parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+        parser.add_argument(
+            "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="model weights dtype (default fp32)"
+        )
 
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):

@@ -13,7 +13,13 @@ HELP = "convert a checkpoint to native, hf or openclip layout"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="any checkpoint clipforge loads")
     parser.add_argument("dst", help="output directory")
-    parser.add_argument("--to", dest="fmt", choices=["native", "hf", "openclip"], default="native")
+    parser.add_argument(
+        "--to",
+        dest="fmt",
+        choices=["native", "hf", "openclip"],
+        default="native",
+        help="output layout (default native)",
+    )
     add_model_arguments(parser, with_model=False, runtime=False)
 
 

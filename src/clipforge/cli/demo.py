@@ -23,8 +23,8 @@ HELP = "generate shapes-world images, classify them zero-shot, search them by te
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="clipforge-demo", help="output folder (images, report.png, results.json)")
-    parser.add_argument("-n", "--num-images", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("-n", "--num-images", type=int, default=12, help="shapes-world images to generate (default 12)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated images (default 1)")
     parser.add_argument("--queries", nargs="*", default=None, help="text queries (default: made from the scenes)")
     add_model_arguments(parser, engine=True)
 

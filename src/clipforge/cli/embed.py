@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="manifest column with texts (default: the caption aliases, see docs/data.md)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
     parser.add_argument("--workers", type=int, default=None, help="image decoding processes (default: automatic)")
     parser.add_argument("--no-normalize", action="store_true", help="store raw rather than L2-normalised features")
     add_model_arguments(parser, engine=True)

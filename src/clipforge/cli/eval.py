@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="prompt templates: openai, openai7, simple, none, or a file (default: the dataset's)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
     parser.add_argument("--max-samples", type=int, default=None, help="random subset of at most N images per split")
     parser.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="few-shot seeds (default 0,1,2)")
     parser.add_argument("--shots", type=_ints, default=[1, 2, 4, 8, 16], help="few-shot k values (default 1,2,4,8,16)")

@@ -14,9 +14,9 @@ HELP = "serve an index over HTTP: /search, /classify, /embed, /image/{id}, a web
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="index directory (from `clipforge index build`)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="TCP port on 127.0.0.1 (default 8000)")
     parser.add_argument("--model", default=None, help="override the checkpoint recorded in the index")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for clipforge embed")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as for clipforge embed")
     parser.add_argument("--templates", default="openai7", help="default prompt templates for /classify")
@@ -30,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="a name clients may use in the Host header (repeatable; default: the loopback names and --host)",
     )
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default info)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,11 +17,54 @@ from ..train import TrainConfig, train
 
 HELP = "train or fine-tune a CLIP model (torchrun --nproc_per_node N -m clipforge train ... for DDP)"
 FIELD_HELP = {
-    "loss": "clip, siglip, cloob or distill (distill needs --teacher)",
-    "teacher": "distillation teacher: a checkpoint clipforge.load reads (kept frozen)",
+    "out_dir": "run directory: train_config.json, metrics.jsonl, checkpoints/, curves.png, final/",
+    "model": "architecture preset (clipforge.registry.ARCHITECTURES) or a ModelConfig JSON",
+    "model_overrides": 'JSON merged into the architecture, e.g. \'{"vision": {"layers": 4}}\'',
+    "init": "fine-tune from this checkpoint (any format clipforge.load reads)",
+    "tokenizer": "bpe (OpenAI's) or words (a word vocabulary built from the shapes world)",
+    "data": "sources: shapes[:N][::variety=rich], CSV/TSV/JSONL manifests, folders, tar shards ({a..b} ok)",
+    "weights": "sampling weight per --data source",
+    "samples_per_epoch": "samples drawn per epoch (default: the sum of the sources)",
     "val_data": "shapes (the default validation when --val-datasets is not given) or none",
     "val_datasets": "validate on these evaluation datasets (clipforge eval --dataset specs) instead",
+    "loss": "clip, siglip, cloob or distill (distill needs --teacher)",
+    "loss_options": "JSON loss arguments, e.g. '{\"alpha\": 0.5}'",
+    "teacher": "distillation teacher: a checkpoint clipforge.load reads (kept frozen)",
+    "local_loss": "under torchrun, score only local rows against all columns (clip, cloob, distill)",
+    "gather_with_grad": "all-gather features with gradient (exact large-batch gradient)",
+    "epochs": "passes over the data",
+    "max_steps": "stop after this many optimiser steps (caps --epochs)",
+    "batch_size": "global batch per optimiser step (split over processes and --accum-steps)",
+    "accum_steps": "micro-batches per step (features cached, so the loss sees the whole batch)",
+    "lr": "peak learning rate (AdamW)",
+    "weight_decay": "AdamW weight decay (not on biases, norms, gains, logit scale)",
+    "betas": "AdamW betas",
+    "eps": "AdamW epsilon",
+    "warmup_steps": "linear warm-up steps before the cosine decay",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "grad_clip": "clip the gradient norm to this value",
+    "precision": "fp32, bf16 (autocast, CPU or CUDA) or fp16 (CUDA, with a gradient scaler)",
+    "grad_checkpointing": "recompute activations in the backward pass (less memory)",
+    "lock_image": "freeze the image tower (LiT)",
+    "lock_text": "freeze the text tower",
+    "train_crop_scale": "RandomResizedCrop area range MIN MAX",
+    "hflip": "random horizontal flips (off: captions say left/right)",
+    "workers": "data-loading processes",
+    "seed": "seed of data order, augmentation and initialisation",
+    "log_every": "steps between metrics.jsonl rows",
+    "save_every": "steps between checkpoints",
+    "keep_last": "checkpoints kept",
+    "eval_every": "steps between validations (0: only at the end)",
+    "val_samples": "images per validation dataset",
+    "device": "cpu, cuda, cuda:1 ... (default: cuda if available)",
 }
+
+
+def _help(field: dataclasses.Field[typing.Any]) -> str:
+    """The field's help with its TrainConfig default (flags default to None so a config file can fill them)."""
+    default = getattr(TrainConfig(), field.name)
+    shown = json.dumps(default) if isinstance(default, (dict, list, tuple)) else default
+    return f"{FIELD_HELP[field.name]} (default: {shown})"
 
 
 class _DeprecatedConfig(argparse.Action):
@@ -47,43 +90,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
+        flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
         kinds = set(typing.get_args(hint)) or {hint}
+        options: dict[str, typing.Any] = {"dest": f.name, "default": None, "help": _help(f)}
         if bool in kinds:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name in ("data",):
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                nargs="+",
-                default=None,
-                help="sources: shapes[:N][::variety=rich], CSV/TSV/JSONL manifests, folders, tar shards ({a..b} ok)",
-            )
-        elif f.name == "val_datasets":
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                nargs="+",
-                default=None,
-                help=FIELD_HELP[f.name],
-            )
+            options["action"] = argparse.BooleanOptionalAction
+        elif f.name in ("data", "val_datasets"):
+            options["nargs"] = "+"
         elif f.name in ("weights", "betas", "train_crop_scale"):
-            parser.add_argument(flag, dest=f.name, nargs="+", type=float, default=None)
-        elif f.name == "model_overrides":
-            parser.add_argument(
-                flag, dest=f.name, type=json.loads, default=None, help='JSON, e.g. \'{"vision": {"layers": 4}}\''
-            )
-        elif f.name == "loss_options":
-            parser.add_argument(
-                flag, dest=f.name, type=json.loads, default=None, help="JSON loss arguments, e.g. '{\"alpha\": 0.5}'"
-            )
+            options.update(nargs="+", type=float)
+        elif f.name in ("model_overrides", "loss_options"):
+            options["type"] = json.loads
         elif int in kinds:
-            parser.add_argument(flag, dest=f.name, type=int, default=None)
+            options["type"] = int
         elif float in kinds:
-            parser.add_argument(flag, dest=f.name, type=float, default=None)
-        else:
-            parser.add_argument(flag, dest=f.name, default=None, help=FIELD_HELP.get(f.name))
+            options["type"] = float
+        elif typing.get_origin(hint) is typing.Literal:
+            options["choices"] = typing.get_args(hint)
+        parser.add_argument(flag, **options)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
