@@ -179,3 +179,15 @@ def test_every_flag_of_every_command_has_help():
     train = commands["train"].format_help()
     assert "(default: 5e-04)" in train or "(default: 0.0005)" in train  # TrainConfig defaults are shown
     assert "{fp32,bf16,fp16}" in train and "{clip,siglip,cloob,distill}" in train
+
+
+def test_exit_codes_agree_when_every_image_fails(model_dir, tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not an image")
+    (folder / "b.jpg").write_bytes(b"")
+    model = ["--model", str(model_dir)]
+    assert main(["embed", str(folder), "--out", str(tmp_path / "emb"), *model]) == 1
+    assert json.loads((tmp_path / "emb" / "summary.json").read_text())["skipped"] == 2
+    assert main(["classify", str(folder), "--labels", "red,blue", *model]) == 1
+    assert main(["classify", str(tmp_path / "missing"), "--labels", "red,blue", *model]) == 2  # bad input

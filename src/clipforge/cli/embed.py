@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"embedded {len(texts)} texts -> {out / 'text_embeddings.npy'}")
 
     write_json_atomic(out / "summary.json", summary)
-    return 0
+    return 1 if args.inputs and not summary["images"] else 0  # as classify: 1 when every image failed
 
 
 def _read_texts(path: Path, column: str | None) -> list[str]:
