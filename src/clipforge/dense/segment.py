@@ -17,10 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.masks import IGNORE_INDEX
 from ..model.clip import CLIP
 from .features import encode_dense
-
-IGNORE_INDEX = 255
 
 
 @torch.no_grad()
