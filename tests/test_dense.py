@@ -215,3 +215,14 @@ def test_segmentation_is_an_evaluation_task(model_dir, tmp_path):
     clear = evaluate("segmentation", "shapes:seg:test:5?image_size=32", model_dir, None, **opts,
                      extra={"dense_method": "clearclip", "background_threshold": 0.0})
     assert clear[0].result.parameters["dense_method"] == "clearclip"
+
+
+@torch.no_grad()
+def test_a_conv_stem_mean_pooled_vit_reads_out_densely():
+    torch.manual_seed(0)
+    model = clipforge.create_model("tiny", vision={"stem_widths": [8, 16], "pool": "mean"}).eval()
+    pixels = _pixels(model)
+    dense = encode_dense(model, pixels, "naive")
+    assert dense.shape == (2, 4, 4, model.embed_dim)  # the stem keeps the token grid
+    # mean pooling: the image embedding is exactly the average of the naive per-patch readouts
+    torch.testing.assert_close(dense.mean(dim=(1, 2)), model.encode_image(pixels))

@@ -42,6 +42,19 @@ class VisionConfig:
 
     For ResNets `layers` holds the four stage depths and `width` the stem width; `heads` is the
     number of heads of the attention pool.
+
+    ViT-only options (the defaults are the OpenAI/OpenCLIP ViT, so existing checkpoints load unchanged):
+
+    - `stem_widths`: a convolutional stem before the patch embedding ("Early convolutions help
+      transformers see better", Xiao et al. 2021): one 3×3 stride-2 conv + BatchNorm + ReLU per entry,
+      with that many output channels. The patch embedding then covers the remaining
+      `patch_size // 2**len(stem_widths)` pixels of the stem's output, so the token grid is unchanged.
+      Empty (the default): a plain linear patchify. `stem_depth` > 1 adds `stem_depth - 1` residual
+      3×3 blocks after each stride-2 conv (a small ResNet body before the transformer, as in hybrid ViTs).
+    - `pool`: how the image embedding is read from the output tokens. `"cls"`: the class token
+      (`ln_post(x[:, 0]) @ proj`); `"mean"`: the mean over patch tokens of `ln_post(x) @ proj`
+      (OpenCLIP's `pool_type="avg"`), so the embedding is exactly the average of the per-patch
+      readouts a MaskCLIP-style dense map uses.
     """
 
     kind: Literal["vit", "resnet"] = "vit"
@@ -53,10 +66,14 @@ class VisionConfig:
     mlp_ratio: float = 4.0
     act: Activation = "quick_gelu"
     layer_norm_eps: float = 1e-5
+    stem_widths: tuple[int, ...] = ()
+    stem_depth: int = 1
+    pool: Literal["cls", "mean"] = "cls"
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, list):
             self.layers = tuple(self.layers)
+        self.stem_widths = tuple(int(w) for w in self.stem_widths)
         if self.kind not in ("vit", "resnet"):
             raise ValueError(f"vision.kind must be 'vit' or 'resnet', got {self.kind!r}")
         if self.kind == "resnet" and (not isinstance(self.layers, tuple) or len(self.layers) != 4):
@@ -73,6 +90,19 @@ class VisionConfig:
         if self.width % self.heads and self.kind == "vit":
             raise ValueError(f"vision.width {self.width} is not divisible by heads {self.heads}")
         _check_act(self.act, "vision.act")
+        if self.pool not in ("cls", "mean"):
+            raise ValueError(f"vision.pool must be 'cls' or 'mean', got {self.pool!r}")
+        if self.kind == "resnet" and (self.stem_widths or self.pool != "cls"):
+            raise ValueError("vision.stem_widths and vision.pool apply to ViTs only (a ResNet has its own stem, pool)")
+        if self.stem_depth < 1:
+            raise ValueError(f"vision.stem_depth must be >= 1, got {self.stem_depth}")
+        if any(w < 1 for w in self.stem_widths):
+            raise ValueError(f"vision.stem_widths must be positive channel counts, got {self.stem_widths!r}")
+        if self.kind == "vit" and self.patch_size % 2 ** len(self.stem_widths):
+            raise ValueError(
+                f"vision.patch_size {self.patch_size} is not divisible by the conv stem's stride "
+                f"{2 ** len(self.stem_widths)} ({len(self.stem_widths)} stride-2 convs)"
+            )
 
     @property
     def grid_size(self) -> int:

@@ -124,10 +124,8 @@ def encode_image_prompted(visual: nn.Module, pixels: torch.Tensor, prompts: Sequ
     `prompts[i]` replaces the last M tokens before block i (MaPLe's deep vision prompts).
     """
     visual = vit_tower(visual, "vision prompts need a Vision Transformer image tower (this model has a ResNet)")
-    x = visual.conv1(pixels.to(visual.conv1.weight.dtype)).flatten(2).transpose(1, 2)
+    x = visual.embed(pixels)
     b = x.shape[0]
-    x = torch.cat([visual.class_embedding.to(x.dtype).expand(b, 1, -1), x], dim=1)
-    x = x + visual.positional_embedding.to(x.dtype)
     m = prompts[0].shape[0] if prompts else 0
     if m:
         x = torch.cat([x, prompts[0].to(x.dtype).expand(b, m, -1)], dim=1)
@@ -136,4 +134,4 @@ def encode_image_prompted(visual: nn.Module, pixels: torch.Tensor, prompts: Sequ
         if m and 1 <= i < len(prompts):
             x = torch.cat([x[:, :-m], prompts[i].to(x.dtype).expand(b, m, -1)], dim=1)
         x = block(x)
-    return visual.ln_post(x[:, 0]) @ visual.proj
+    return visual.pool(x[:, : x.shape[1] - m])

@@ -239,6 +239,14 @@ def hf_config_json(cfg: ModelConfig) -> dict[str, Any]:
         raise CheckpointError(
             "Hugging Face CLIPModel has no ResNet image tower; export ResNet models as native or openclip"
         )
+    if v.stem_widths:
+        raise CheckpointError(
+            "Hugging Face CLIPModel has no convolutional stem (vision.stem_widths); export this model as native"
+        )
+    if v.pool != "cls":
+        raise CheckpointError(
+            "Hugging Face CLIPModel pools the class token only; export this mean-pooled model as native or openclip"
+        )
     if cfg.init_logit_bias is not None:
         raise CheckpointError("Hugging Face CLIPModel has no logit bias; export this model as native or openclip")
     if t.pooling == "argmax" and t.eot_token_id != t.vocab_size - 1:

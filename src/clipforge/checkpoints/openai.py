@@ -66,7 +66,10 @@ def config_from_openai_state(sd: dict[str, torch.Tensor], activation: Activation
     )
     if "visual.class_embedding" in sd:
         width = sd["visual.conv1.weight"].shape[0]
-        patch = sd["visual.conv1.weight"].shape[-1]
+        n_stem = _count(sd, r"visual\.stem\.(\d+)\.conv\.weight")
+        stem = tuple(sd[f"visual.stem.{i}.conv.weight"].shape[0] for i in range(n_stem))
+        stem_depth = 1 + _count(sd, r"visual\.stem\.0\.blocks\.(\d+)\.conv1\.weight")
+        patch = sd["visual.conv1.weight"].shape[-1] * 2**n_stem
         grid = round(math.sqrt(sd["visual.positional_embedding"].shape[0] - 1))
         vision = VisionConfig(
             kind="vit",
@@ -77,6 +80,8 @@ def config_from_openai_state(sd: dict[str, torch.Tensor], activation: Activation
             patch_size=patch,
             mlp_ratio=sd["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / width,
             act=activation,
+            stem_widths=stem,
+            stem_depth=stem_depth,
         )
     elif "visual.layer1.0.conv1.weight" in sd:
         width = sd["visual.layer1.0.conv1.weight"].shape[0]
@@ -108,6 +113,12 @@ def config_from_openclip_json(data: dict[str, Any]) -> ModelConfig:
     if unsupported:
         raise CheckpointError(f"open_clip_config.json uses {unsupported}, which clipforge does not support yet")
     act: Activation = "quick_gelu" if mc.get("quick_gelu") else "gelu"
+    pool_type, ln_after_pool = vc.get("pool_type", "tok"), bool(vc.get("final_ln_after_pool", False))
+    if pool_type not in ("tok", "avg") or (pool_type == "avg" and ln_after_pool):
+        raise CheckpointError(
+            f"open_clip_config.json vision pool_type={pool_type!r}, final_ln_after_pool={ln_after_pool} is not "
+            "supported; clipforge reads 'tok' (class token) and 'avg' with the LayerNorm before pooling"
+        )
     layers = vc.get("layers", 12)
     is_rn = isinstance(layers, (list, tuple))
     width = vc.get("width", 768)
@@ -121,6 +132,7 @@ def config_from_openclip_json(data: dict[str, Any]) -> ModelConfig:
         patch_size=vc.get("patch_size", 16),
         mlp_ratio=vc.get("mlp_ratio", 4.0),
         act=act,
+        pool="mean" if pool_type == "avg" else "cls",
     )
     text = TextConfig(
         context_length=tc.get("context_length", 77),
@@ -161,6 +173,11 @@ def openclip_json(cfg: ModelConfig) -> dict[str, Any]:
     if cfg.vision.act != cfg.text.act:
         raise CheckpointError("OpenCLIP configs use one activation for both towers; this model mixes them")
     v, t = cfg.vision, cfg.text
+    if v.stem_widths:
+        raise CheckpointError(
+            "OpenCLIP's VisionTransformer has no convolutional stem (vision.stem_widths); "
+            "export this model as native"
+        )
     vision_cfg: dict[str, Any] = {
         "image_size": v.image_size,
         "layers": list(v.layers) if v.kind == "resnet" else v.layers,
@@ -169,6 +186,8 @@ def openclip_json(cfg: ModelConfig) -> dict[str, Any]:
     }
     if v.kind == "vit":
         vision_cfg.update(patch_size=v.patch_size, head_width=v.width // v.heads)
+        if v.pool == "mean":  # LN on every token, then the mean of the patch tokens
+            vision_cfg.update(pool_type="avg", final_ln_after_pool=False)
     else:
         vision_cfg.update(head_width=v.width * 32 // v.heads)
     model_cfg: dict[str, Any] = {

@@ -34,7 +34,7 @@ def block_at(block: ResidualBlock, x: torch.Tensor, rows: torch.Tensor, key_mask
 
 
 class ImageGraph(nn.Module):
-    """`model.visual` as a module; for a ViT the last block runs at the class token only."""
+    """`model.visual` as a module; for a class-token ViT the last block runs at the class token only."""
 
     def __init__(self, model: CLIP) -> None:
         super().__init__()
@@ -46,6 +46,8 @@ class ImageGraph(nn.Module):
             return v(pixels).float()
         x = v.tokens(pixels)
         blocks = list(v.transformer.resblocks)
+        if v.cfg.pool == "mean":  # every patch token is pooled: the last block runs in full
+            return v.pool(v.transformer(x)).float()
         for block in blocks[:-1]:
             x = block(x)
         cls = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)

@@ -8,8 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.vision import Bottleneck, ModifiedResNet, VisionTransformer
+from ..model.vision import Bottleneck, ModifiedResNet, StemBlock, VisionTransformer
 from .blocks import FastBlock, LinearSpec, merge_heads, split_heads
+
+
+def _attend(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """Full self-attention over [B, L, 3D] fused q|k|v → [B, L, D]."""
+    return merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, heads)))
 
 
 def _check_pixels(pixels: torch.Tensor, size: int) -> None:
@@ -18,13 +23,22 @@ def _check_pixels(pixels: torch.Tensor, size: int) -> None:
 
 
 class FastViT:
-    """ViT forward with the patch conv as one GEMM and only the class token kept in the last block."""
+    """ViT forward with the patch conv as one GEMM and, for class-token pooling, only the class
+    token kept in the last block. A conv stem runs as BatchNorm-folded convolutions first."""
 
     def __init__(self, vit: VisionTransformer, spec: LinearSpec, residual_dtype: torch.dtype) -> None:
         cfg = vit.cfg
         self.dtype = dtype = residual_dtype
         self.compute_dtype = spec.dtype
-        self.size, self.patch, self.width = cfg.image_size, cfg.patch_size, cfg.width
+        self.size, self.width, self.pool = cfg.image_size, cfg.width, cfg.pool
+        self.grid = cfg.grid_size
+        self.patch = vit.conv1.kernel_size[0]  # pixels of the stem output (or of the image) per patch side
+        self.in_channels = vit.conv1.in_channels
+        # The stem runs in the compute dtype (fp32 for int8, whose linears take fp32 inputs).
+        stem = copy.deepcopy(vit.stem).float().eval() if vit.stem is not None else []
+        self.stem = [
+            (_fold(st.conv, st.bn).to(spec.dtype), [_FoldedStemBlock(b, spec.dtype) for b in st.blocks]) for st in stem
+        ]
         # int8 keeps the patch embedding in fp32: it is cheap, and pixels are not zero-centred per patch.
         patch_spec = spec if spec.kind != "int8" else LinearSpec("aten", torch.float32, spec.rows)
         self.patch_embed = patch_spec(vit.conv1.weight.detach().flatten(1), None)
@@ -39,20 +53,27 @@ class FastViT:
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """Patch + class tokens with positions, after ln_pre: [B, 1 + grid², width]."""
         _check_pixels(pixels, self.size)
-        b, p, g = pixels.shape[0], self.patch, self.size // self.patch
-        patches = (
-            pixels.to(self.compute_dtype).view(b, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, 3 * p * p)
-        )
-        x = torch.empty(b, 1 + g * g, self.width, dtype=self.dtype, device=pixels.device)
-        x[:, 0] = self.cls_token
-        torch.add(self.patch_embed(patches), self.pos, out=x[:, 1:])
-        return F.layer_norm(x, (self.width,), *self.ln_pre)
+        b, p, g, c = pixels.shape[0], self.patch, self.grid, self.in_channels
+        x = pixels.to(self.compute_dtype)
+        for conv, blocks in self.stem:
+            x = F.relu_(conv(x))
+            for block in blocks:
+                x = block(x)
+        patches = x.reshape(b, c, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c * p * p)
+        out = torch.empty(b, 1 + g * g, self.width, dtype=self.dtype, device=pixels.device)
+        out[:, 0] = self.cls_token
+        torch.add(self.patch_embed(patches), self.pos, out=out[:, 1:])
+        return F.layer_norm(out, (self.width,), *self.ln_pre)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.tokens(pixels)
         for block in self.blocks[:-1]:
-            x = block(x, lambda qkv, h=block.heads: merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, h))))
+            x = block(x, lambda qkv, h=block.heads: _attend(qkv, h))
         last = self.blocks[-1]
+        if self.pool == "mean":  # every patch token is pooled: the last block runs in full
+            x = last(x, lambda qkv: _attend(qkv, last.heads))
+            pooled = F.layer_norm(x[:, 1:], (self.width,), *self.ln_post).mean(dim=1)
+            return self.proj(pooled.to(self.compute_dtype)).float()
         q, k, v = split_heads(last.attention_input(x), last.heads)
         cls = merge_heads(F.scaled_dot_product_attention(q[:, :, :1], k, v))[:, 0]
         cls = last.mlp(last.attend(x[:, 0].contiguous(), cls))
@@ -95,8 +116,10 @@ class FastResNet:
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         _check_pixels(pixels, self.size)
         x = pixels.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        for conv in self.stem:
+        for conv, blocks in self.stem:
             x = F.relu_(conv(x))
+            for block in blocks:
+                x = block(x)
         x = F.avg_pool2d(x, 2)
         for stage in self.stages:
             for block in stage:
@@ -112,6 +135,14 @@ class FastResNet:
         kv = self.kv(x).view(b, n, 2, h, c // h).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, kv[0], kv[1])
         return self.c_proj(out.reshape(b, c))
+
+
+class _FoldedStemBlock:
+    def __init__(self, b: StemBlock, dtype: torch.dtype) -> None:
+        self.conv1, self.conv2 = _fold(b.conv1, b.bn1).to(dtype), _fold(b.conv2, b.bn2).to(dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu_(self.conv2(F.relu(self.conv1(x))).add_(x))
 
 
 class _FoldedBottleneck:

@@ -12,14 +12,55 @@ from ..config import VisionConfig
 from .layers import LayerNorm, Transformer
 
 
+class StemBlock(nn.Module):
+    """Residual 3×3 block at one stem resolution: relu(x + bn2(conv2(relu(bn1(conv1(x))))))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn2.weight)  # each block starts as the identity, as the ResNet's bottlenecks do
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class StemStage(nn.Module):
+    """One stage of the ViT's conv stem: a 3×3 stride-2 conv + BatchNorm + ReLU, then `depth - 1`
+    residual blocks at the new resolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.blocks = nn.Sequential(*(StemBlock(out_channels) for _ in range(depth - 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(F.relu(self.bn(self.conv(x))))
+
+
 class VisionTransformer(nn.Module):
-    """ViT: patchify, prepend a class token, pre-LN transformer, LN on the class token, project."""
+    """ViT: (optional conv stem,) patchify, prepend a class token, pre-LN transformer, pool, project.
+
+    Pooling (`cfg.pool`): LN on the class token, or the mean of LN'd patch tokens. Without a stem the
+    parameters are exactly the OpenAI/OpenCLIP layout; a stem adds `stem.{i}.conv/bn` (and
+    `stem.{i}.blocks.{j}.*` when `stem_depth > 1`) and widens `conv1`'s input to the stem's last width.
+    """
 
     def __init__(self, cfg: VisionConfig, embed_dim: int) -> None:
         super().__init__()
         self.cfg = cfg
         width = cfg.width
-        self.conv1 = nn.Conv2d(3, width, kernel_size=cfg.patch_size, stride=cfg.patch_size, bias=False)
+        self.stem: nn.Sequential | None = None
+        channels = 3
+        if cfg.stem_widths:
+            chans = (3, *cfg.stem_widths)
+            self.stem = nn.Sequential(*(StemStage(a, b, cfg.stem_depth) for a, b in zip(chans[:-1], chans[1:])))
+            channels = cfg.stem_widths[-1]
+        kernel = cfg.patch_size // 2 ** len(cfg.stem_widths)
+        self.conv1 = nn.Conv2d(channels, width, kernel_size=kernel, stride=kernel, bias=False)
         scale = width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(cfg.grid_size**2 + 1, width))
@@ -29,20 +70,35 @@ class VisionTransformer(nn.Module):
         self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
         self.transformer.init_weights()
 
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Class + patch tokens with positions [B, 1 + grid², width], before `ln_pre`."""
+        x = pixels.to(self.conv1.weight.dtype)
+        if self.stem is not None:
+            x = self.stem(x)  # [B, stem_widths[-1], H / 2^n, W / 2^n]
+        x = self.conv1(x).flatten(2).transpose(1, 2)  # [B, grid², width]
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        return torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """Embedded tokens [B, 1 + grid², width] before the transformer."""
-        x = self.conv1(pixels.to(self.conv1.weight.dtype)).flatten(2).transpose(1, 2)
-        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        return self.ln_pre(x)
+        return self.ln_pre(self.embed(pixels))
 
     def forward_hidden(self, pixels: torch.Tensor) -> torch.Tensor:
         """All output tokens [B, 1 + grid², width] after the transformer (no final LN)."""
         return self.transformer(self.tokens(pixels))
 
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The image embedding [B, embed_dim] from the transformer's output tokens [B, 1 + grid², width]."""
+        if self.cfg.pool == "mean":
+            return self.ln_post(hidden[:, 1:]).mean(dim=1) @ self.proj
+        return self.ln_post(hidden[:, 0]) @ self.proj
+
+    def patch_features(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Per-patch embeddings [B, grid², embed_dim]: each patch token through `ln_post` and `proj`."""
+        return self.ln_post(hidden[:, 1:]) @ self.proj
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.forward_hidden(pixels)
-        return self.ln_post(x[:, 0]) @ self.proj
+        return self.pool(self.forward_hidden(pixels))
 
 
 class Bottleneck(nn.Module):
