@@ -17,3 +17,16 @@ def model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     clipforge.save(clipforge.create_model("tiny"), d, clipforge.get_tokenizer("tiny"))
     return d
+
+
+def random_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every BatchNorm random statistics and affine terms (in place), so that folding, saving and
+    eval-mode normalisation are exercised rather than identity layers."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.normal_(1, 0.1)
+                m.bias.normal_(0, 0.1)
+    return model

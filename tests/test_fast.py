@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_batchnorm
 
 import clipforge
 from clipforge.fast import FastCLIP, default_options, optimize
@@ -19,15 +20,7 @@ B32_LAYERS = {"vision": {"layers": 2}, "text": {"layers": 2}}
 
 def _model(name: str, **overrides) -> clipforge.CLIP:
     torch.manual_seed(0)
-    model = clipforge.create_model(name, **overrides)
-    with torch.no_grad():  # random BatchNorm statistics so folding them into convolutions is exercised
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.normal_(1, 0.1)
-                m.bias.normal_(0, 0.1)
-    return model
+    return random_batchnorm(clipforge.create_model(name, **overrides))
 
 
 def _inputs(model: clipforge.CLIP, batch: int = 5) -> tuple[torch.Tensor, torch.Tensor]:

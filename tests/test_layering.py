@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,6 @@ def test_typed_core_type_checks():
 
 def _function_level_imports(path: Path) -> list[str]:
     """`file:line` of imports inside functions that carry no reason (a comment on the line or just above)."""
-    import ast
-
     lines = path.read_text(encoding="utf-8").splitlines()
     found = set()
     for node in ast.walk(ast.parse("\n".join(lines))):

@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_batchnorm
 
 import clipforge
 from clipforge.adapt.prompts import encode_image_prompted
@@ -27,15 +28,7 @@ DEEP = {"stem_widths": [8, 16, 16], "stem_depth": 2, "pool": "mean"}  # + a resi
 
 def _model(vision: dict) -> clipforge.CLIP:
     torch.manual_seed(0)
-    model = clipforge.create_model("tiny", vision=vision)
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding and saving them is exercised
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.normal_(1, 0.1)
-                m.bias.normal_(0, 0.1)
-    return model.eval()
+    return random_batchnorm(clipforge.create_model("tiny", vision=vision)).eval()
 
 
 def _pixels(n: int = 3) -> torch.Tensor:

@@ -195,7 +195,11 @@ class ImageTransform:
         return resize_crop_shortest(pil, n, self.resample)
 
     def __call__(self, image: ImageInput) -> torch.Tensor:
-        return _to_tensor(self.resize_crop(image), self.mean, self.std)
+        return self.to_tensor(self.resize_crop(image))
+
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """The photometric part only: RGB, /255 and the model's mean/std, at the image's own size."""
+        return _to_tensor(image, self.mean, self.std)
 
     def batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Stack several images into [N, 3, n, n] (N may be 0)."""

@@ -60,9 +60,9 @@ FIELD_HELP = {
 }
 
 
-def _help(field: dataclasses.Field[typing.Any]) -> str:
+def _help(field: dataclasses.Field[typing.Any], defaults: TrainConfig) -> str:
     """The field's help with its TrainConfig default (flags default to None so a config file can fill them)."""
-    default = getattr(TrainConfig(), field.name)
+    default = getattr(defaults, field.name)
     shown = json.dumps(default) if isinstance(default, (dict, list, tuple)) else default
     return f"{FIELD_HELP[field.name]} (default: {shown})"
 
@@ -88,11 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", dest="train_config", action=_DeprecatedConfig, help=argparse.SUPPRESS)
     parser.add_argument("--resume", default="auto", help="auto (latest in out-dir), none, or a checkpoint path")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    hints = typing.get_type_hints(TrainConfig)
+    hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
         kinds = set(typing.get_args(hint)) or {hint}
-        options: dict[str, typing.Any] = {"dest": f.name, "default": None, "help": _help(f)}
+        options: dict[str, typing.Any] = {"dest": f.name, "default": None, "help": _help(f, defaults)}
         if bool in kinds:
             options["action"] = argparse.BooleanOptionalAction
         elif f.name in ("data", "val_datasets"):

@@ -14,7 +14,7 @@ changing only the image tower's *last* block, training-free:
 (Attention logits are scaled by 1/√d_head as in the model; the class token takes part as usual.)
 A ResNet tower supports `maskclip`: the attention pool's value and output projections applied to
 every position of the final feature map as 1×1 convolutions. Images larger than the model's input
-are read by sliding windows (`window`/`stride` in pixels, multiples of the tower's output stride);
+are read by sliding windows of the input size (`stride` in pixels, a multiple of the output stride);
 overlapping windows are averaged on the full image's patch grid. `upsample` resizes bilinearly.
 """
 
@@ -127,31 +127,28 @@ def encode_dense(
     pixels: torch.Tensor,
     method: str = "maskclip",
     *,
-    window: int | None = None,
     stride: int | None = None,
     upsample: bool = False,
     normalize: bool = False,
 ) -> torch.Tensor:
     """Dense features [N, H', W', embed_dim] of preprocessed `pixels` [N, 3, H, W] (see the module doc).
 
-    `window` defaults to the model's input size and `stride` to two thirds of it (both rounded to
-    the output stride); H and W must be multiples of the output stride and at least the window
-    (smaller images: resize first). `upsample=True` returns [N, H, W, embed_dim]."""
+    Windows are the model's input size (its positional embeddings are not resized); `stride`
+    defaults to two thirds of it, rounded to the output stride. H and W must be multiples of the
+    output stride and at least the input size (smaller images: resize first, e.g. `dense_pixels`).
+    `upsample=True` returns [N, H, W, embed_dim]."""
     if method not in METHODS:
         raise ValueError(f"unknown dense method {method!r}; choose from {', '.join(METHODS)}")
     if not isinstance(model, CLIP):
         kind = type(model).__name__
         raise TypeError(f"encode_dense needs the plain CLIP model (clipforge.load(..., backend='none')), got {kind}")
     cell = output_stride(model)
-    size = model.config.vision.image_size
-    window = window or size
+    window = model.config.vision.image_size
     stride = stride or max(cell, (2 * window // 3) // cell * cell)
     n, _, height, width = pixels.shape
     for name, value in (("height", height), ("width", width), ("window", window), ("stride", stride)):
         if value % cell:
             raise ValueError(f"dense features: image {name} {value} is not a multiple of the output stride {cell}")
-    if window != size:
-        raise ValueError(f"window must be the model's input size {size} (positional embeddings are not resized)")
     if height < window or width < window:
         raise ValueError(f"image {height}x{width} is smaller than the window {window}: resize it to at least {window}")
     pixels = pixels.to(model.device, model.dtype)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..config import PreprocessConfig
 from ..data.masks import MaskSource
 from ..model.clip import CLIP
+from ..transforms import ImageTransform
 from ..zeroshot import classifier_weights, resolve_templates
 from .features import output_stride
 from .segment import SegmentationScores, segment
@@ -22,15 +23,11 @@ from .segment import SegmentationScores, segment
 def dense_pixels(model: CLIP, image: Image.Image) -> torch.Tensor:
     """[1, 3, H, W]: the image resized (aspect kept) so its short side is the model's input size and
     both sides are multiples of the output stride, normalised as the model expects."""
-    pre = model.config.preprocess or PreprocessConfig(model.config.vision.image_size)
+    transform = ImageTransform(model.config.preprocess or PreprocessConfig(model.config.vision.image_size))
     cell, size = output_stride(model), model.config.vision.image_size
     scale = size / min(image.size)
     width, height = (max(size, round(d * scale / cell) * cell) for d in image.size)
-    resample = Image.Resampling.BICUBIC if pre.interpolation == "bicubic" else Image.Resampling.BILINEAR
-    array = np.asarray(image.convert("RGB").resize((width, height), resample), dtype=np.float32) / 255.0
-    x = torch.from_numpy(array).permute(2, 0, 1)
-    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)
+    return transform.to_tensor(image.resize((width, height), transform.resample)).unsqueeze(0)
 
 
 @dataclass

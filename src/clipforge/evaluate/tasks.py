@@ -484,12 +484,15 @@ class Evaluator:
 
 # -- the task registry ------------------------------------------------------------------------------
 
-#: what a task can need from a dataset, and how to tell whether a dataset has it
-NEEDS = {
-    "labels": "the dataset has no class labels",
-    "captions": "the dataset has no captions",
-    "variants": "the dataset has no distribution-shift variants",
-    "masks": "the dataset has no pixel masks",
+#: what a task can need from a dataset: (reason it is missing, whether `source` / its `test_set()` has it)
+NEEDS: dict[str, tuple[str, Callable[[DatasetSource, Callable[[], EvalDataset]], bool]]] = {
+    "labels": ("the dataset has no class labels", lambda source, test_set: source.classnames is not None),
+    "captions": ("the dataset has no captions", lambda source, test_set: test_set().has_captions),
+    "variants": (
+        "the dataset has no distribution-shift variants",
+        lambda source, test_set: bool(source.robustness_variants()),
+    ),
+    "masks": ("the dataset has no pixel masks", lambda source, test_set: hasattr(source, "mask_source")),
 }
 
 
@@ -509,14 +512,9 @@ class EvalTask:
     def why_not(self, source: DatasetSource, test_set: Callable[[], EvalDataset]) -> str | None:
         """Why this task cannot run on `source` (None if it can)."""
         for need in self.needs:
-            if need == "labels" and source.classnames is None:
-                return NEEDS[need]
-            if need == "variants" and not source.robustness_variants():
-                return NEEDS[need]
-            if need == "captions" and not test_set().has_captions:
-                return NEEDS[need]
-            if need == "masks" and getattr(source, "mask_source", None) is None:
-                return NEEDS[need]
+            reason, present = NEEDS[need]
+            if not present(source, test_set):
+                return reason
         return None
 
 
