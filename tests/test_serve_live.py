@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -68,12 +69,27 @@ def test_timed_load_over_chosen_endpoints_counts_statuses(server):
         run_load(server, requests=1, endpoints=("GET /nope",))
 
 
+def wait_for_images(page, timeout: float = 20.0) -> None:
+    """Wait until every result thumbnail has decoded.
+
+    The page's CSP forbids eval, so no `wait_for_function` (it evals its predicate in the page):
+    `evaluate` of a function runs through the debugger protocol, which the CSP does not govern.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(
+        "() => Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"
+    ):
+        assert time.monotonic() < deadline, "result thumbnails did not load"
+        time.sleep(0.05)
+
+
 def test_web_page_in_headless_chromium(server, corpus):
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CLIPFORGE_CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (uses Debian's chromium)")
     shots = Path(os.environ.get("CLIPFORGE_SCREENSHOT_DIR", corpus / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
+    expect = sync_api.expect
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000)
         try:
@@ -82,36 +98,32 @@ def test_web_page_in_headless_chromium(server, corpus):
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(server + "/")
-            page.wait_for_function("document.querySelector('#stats').textContent.includes('36 items')")
+            expect(page.locator("#stats")).to_contain_text("36 items")
 
             page.fill("#query", "a red circle")
             page.select_option("#k", "12")
             page.click("#search-btn")
-            page.wait_for_function("document.querySelectorAll('#results .result').length === 12")
+            expect(page.locator("#results .result")).to_have_count(12)
             assert "a red circle" in page.text_content("#status")
-            page.wait_for_function(
-                "Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"
-            )
+            wait_for_images(page)
 
             query_image = corpus / "data" / "images" / "000004.png"
             page.set_input_files("#file", str(query_image))
             page.click("#image-search-btn")
-            page.wait_for_function("document.querySelector('#status').textContent.includes('000004.png')")
+            expect(page.locator("#status")).to_contain_text("000004.png")
             assert page.get_attribute("#results .result", "data-id") == "4"  # the image itself comes first
 
             page.fill("#labels", "circle, square, triangle, star")
             page.click("#classify-btn")
-            page.wait_for_function("document.querySelectorAll('#predictions .prediction').length === 4")
+            expect(page.locator("#predictions .prediction")).to_have_count(4)
             assert page.is_hidden("#error")
 
-            page.wait_for_function(
-                "Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"
-            )
+            wait_for_images(page)
             page.screenshot(path=str(shots / "search-page.png"), full_page=True)
 
             page.fill("#labels", " , ")
             page.click("#classify-btn")
-            page.wait_for_selector("#error:not([hidden])")
+            expect(page.locator("#error")).to_be_visible()
             assert "labels" in page.text_content("#error")  # the API's 4xx message is shown
             assert errors == []
         finally:
