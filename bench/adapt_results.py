@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, load_average, machine_info, markdown_table, write_json  # noqa: E402
+from common import RESULTS_DIR, load_average, machine_info, markdown_table, replace_doc_section, write_json  # noqa: E402
 
 from clipforge import adapt  # noqa: E402
 from clipforge.adapt import protocols as P  # noqa: E402
@@ -293,16 +293,6 @@ def render(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def update_docs(path: Path, table: str, marker: str = "adapt-results") -> None:
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    text = path.read_text()
-    if start not in text or end not in text:
-        raise SystemExit(f"{path}: missing the {start} / {end} markers")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="checkpoint path, or 'default' (the embedded model)")
@@ -374,7 +364,7 @@ def main() -> None:
         table = render(doc)
     print(table)
     if args.docs:
-        update_docs(args.docs, table, args.docs_marker)
+        replace_doc_section(args.docs, args.docs_marker, table)
 
 
 if __name__ == "__main__":

@@ -176,3 +176,17 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def replace_doc_section(path: str | Path, marker: str, text: str) -> None:
+    """Replace what lies between `<!-- MARKER:start -->` and `<!-- MARKER:end -->` in a Markdown file
+    (how each results script regenerates its table in docs/)."""
+    path = Path(path)
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    body = path.read_text(encoding="utf-8")
+    if start not in body or end not in body:
+        raise SystemExit(f"{path}: missing the {start} / {end} markers")
+    head, rest = body.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+

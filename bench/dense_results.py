@@ -11,7 +11,6 @@ method) and, with --docs, replaces the table between `<!-- dense-results:start/e
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, load_average, machine_info, markdown_table, write_json  # noqa: E402
+from common import RESULTS_DIR, load_average, machine_info, markdown_table, replace_doc_section, write_json  # noqa: E402
 
 import clipforge  # noqa: E402
 from clipforge.data.masks import open_mask_source  # noqa: E402
@@ -115,13 +114,7 @@ def main() -> None:
     )
     print(text)
     if args.docs:
-        doc = Path(args.docs)
-        body = doc.read_text(encoding="utf-8")
-        marker = r"(<!-- dense-results:start -->\n).*?(<!-- dense-results:end -->)"
-        new, n = re.subn(marker, lambda m: m.group(1) + text + "\n" + m.group(2), body, flags=re.S)
-        if not n:
-            raise SystemExit(f"{doc}: no <!-- dense-results:start/end --> markers")
-        doc.write_text(new, encoding="utf-8")
+        replace_doc_section(args.docs, "dense-results", text)
     print(f"wrote {path} and {png}")
 
 

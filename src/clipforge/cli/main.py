@@ -19,7 +19,7 @@ from ..zeroshot import UnknownWordsWarning
 
 _COMMAND_MODULES = (
     "demo", "classify", "embed", "convert", "info", "train", "eval", "adapt", "export", "index", "search", "serve",
-    "segment",
+    "segment", "anomaly",
 )
 for _name in _COMMAND_MODULES:
     COMMANDS.register_lazy(_name, f"clipforge.cli.{_name}")

@@ -204,3 +204,32 @@ def plot_segmentation(
     bar.ax.set_yticklabels(list(classnames), fontsize=6)
     fig.suptitle(title or "zero-shot segmentation", fontsize=9)
     return _save(fig, path)
+
+
+def plot_anomaly(
+    examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]], path: str | Path, title: str = ""
+) -> Path:
+    """One row per image: the image, its true defect mask, and the anomaly heat map over the image."""
+    rows = max(len(examples), 1)
+    fig = _figure(6.0, 1.9 * rows + 0.5)
+    heats = [e[2] for e in examples] or [np.zeros((1, 1))]
+    lo, hi = float(min(h.min() for h in heats)), float(max(h.max() for h in heats))
+    for r, (image, truth, heat, score, anomalous) in enumerate(examples):
+        panels = ((image, "image"), (truth, "truth"), (heat, "anomaly map"))
+        for c, (data, name) in enumerate(panels):
+            ax = fig.add_subplot(rows, 3, 3 * r + c + 1)
+            if c == 0:
+                ax.imshow(data)
+                ax.set_ylabel("defect" if anomalous else "good", fontsize=7)
+            elif c == 1:
+                ax.imshow(data, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(image)
+                ax.imshow(data, cmap="jet", alpha=0.5, vmin=lo, vmax=hi)
+                ax.set_xlabel(f"score {score:.3f}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+    fig.suptitle(title or "anomaly detection", fontsize=9)
+    return _save(fig, path)

@@ -10,12 +10,11 @@ IoU, with a PNG grid of image / truth / prediction. Options (`EvalConfig.extra`,
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from ..data.masks import MaskImages, MaskSource, open_mask_source
 from ..dense import segment_dataset
-from ..fast.encoder import FastCLIP
-from ..model.clip import CLIP
+from ..fast.encoder import plain_clip
 from ..zeroshot import resolve_templates
 from .config import EvalConfig
 from .datasets import DatasetSource, EvalDataset
@@ -39,14 +38,6 @@ class MaskDataset(DatasetSource):
         return EvalDataset(self.name, split, MaskImages(self.mask_source), fingerprint=f"masks:{self.name}")
 
 
-def _plain(model: Any) -> CLIP:
-    if isinstance(model, CLIP):
-        return model
-    if isinstance(model, FastCLIP) and isinstance(model.model, CLIP):
-        return model.model  # the engine's own weights (dense readouts need the module's blocks)
-    raise ValueError("segmentation needs a CLIP model (dense features are read from its image tower)")
-
-
 def run_segmentation(
     ev: Evaluator, source: DatasetSource, test_set: Callable[[], EvalDataset], cfg: EvalConfig
 ) -> EvalResult:
@@ -58,7 +49,7 @@ def run_segmentation(
     threshold = cfg.extra.get("background_threshold")
     templates = resolve_templates(cfg.templates) if cfg.templates is not None else list(source.templates or [])
     background = None if threshold is None else float(threshold)
-    model, tokenizer = _plain(ev.model), ev.features.tokenizer
+    model, tokenizer = plain_clip(ev.model, "segmentation"), ev.features.tokenizer
     run = segment_dataset(model, tokenizer, source.mask_source, method, templates, cfg.max_samples, background,
                           progress=cfg.progress)
     summary = {"miou": run.summary["miou"], "pixel_accuracy": run.summary["pixel_accuracy"]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -115,3 +115,15 @@ class FastCLIP:
 
     def __repr__(self) -> str:
         return f"FastCLIP({self.description})"
+
+
+def plain_clip(model: Any, purpose: str) -> CLIP:
+    """The `CLIP` module itself, or the one behind a fast engine: readouts that change the towers'
+    blocks (dense features, mid-level maps) need the module, not an engine's compiled path."""
+    if isinstance(model, CLIP):
+        return model
+    if isinstance(model, FastCLIP) and isinstance(model.model, CLIP):
+        return model.model
+    kind = type(model).__name__
+    raise ValueError(f"{purpose} needs a CLIP model (its image tower is read block by block), got {kind}")
+

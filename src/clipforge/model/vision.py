@@ -202,13 +202,21 @@ class ModifiedResNet(nn.Module):
                 if name.endswith("bn3.weight"):
                     nn.init.zeros_(param)
 
-    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+    def stages(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """The four stages' feature maps (strides 4, 8, 16, 32), e.g. for PatchCore's mid-level features."""
         x = pixels.to(self.conv1.weight.dtype)
         x = self.relu1(self.bn1(self.conv1(x)))
         x = self.relu2(self.bn2(self.conv2(x)))
         x = self.relu3(self.bn3(self.conv3(x)))
         x = self.avgpool(x)
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        maps = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            maps.append(x)
+        return maps
+
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.stages(pixels)[-1]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.attnpool(self.feature_map(pixels))

@@ -1,0 +1,1 @@
+"""Zero- and few-shot anomaly detection and segmentation."""
