@@ -34,7 +34,7 @@ timing of ``anomaly_sample``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw
 
 from .attributes import COLOURS, SHAPE_POLYGONS, ObjectSpec
 from .render import _coords, _paint, _polygon, _smooth_noise, render_mask
-from .styles import Variety, draw_object, light, paint_field, rich_background
+from .styles import _gaussian, draw_object, paint_field, rich_background
 
 __all__ = [
     "ANOMALY_CATEGORIES",
@@ -87,8 +87,6 @@ _WIDTH = 0.5  # the part's width, fraction of the side (before the +-10% scale j
 _SHIFT = 0.03  # position jitter, fraction of the side
 _SCALE = 0.1  # scale jitter, fraction
 _AREA = (0.03, 0.15)  # defect area, fraction of the part's area
-_FINISHING = Variety("anomaly", lighting=0.05, colour_cast=0.02, grain=1.0, jpeg=0.0)
-_UNGRAINED = replace(_FINISHING, grain=0.0)
 _STAINS = np.array([(150, 75, 30), (32, 26, 22), (40, 200, 215), (225, 40, 165)], np.float32)
 _SCRATCH_TONES = np.array([(38, 36, 34), (236, 236, 228)], np.float32)
 _PART_STREAM, _FINISH_STREAM, _SHADE_STREAM, _BACKGROUND_STREAM, _DEFECT_STREAM = 0, 1, 2, 3, 10
@@ -208,6 +206,14 @@ def _farthest(options: np.ndarray, rgb: Sequence[int]) -> list[float]:
     return [float(v) for v in options[int(distances.argmax())]]
 
 
+def _box(coverage: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of a coverage's non-zero pixels (None if there are none)."""
+    rows, cols = np.flatnonzero(coverage.any(axis=1)), np.flatnonzero(coverage.any(axis=0))
+    if rows.size == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def _damage(
     defect: str,
     rng: np.random.Generator,
@@ -216,8 +222,9 @@ def _damage(
     field: np.ndarray | None,
     background: np.ndarray,
     good: np.ndarray,
-) -> np.ndarray:
-    """The part with ``defect`` drawn on it (float pixels before finishing)."""
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """``defect`` drawn on the part: the box it changes and the box's new pixels (float, before
+    finishing), or None if it missed the part."""
     size = alpha.shape[0]
     centre, radius = np.array([obj.x, obj.y]) * size, obj.radius * size
     area = float(alpha.sum()) / 255 * rng.uniform(*_AREA)  # the defect's target area, pixels
@@ -236,42 +243,57 @@ def _damage(
             flat = rng.uniform(1.6, 2.4)
             r = min(math.sqrt(2 * area / math.pi), depth * math.sqrt(flat))
             cut = _blob("circle", edge, r, size, facing + 90, flat)
+        box = _box(cut)
+        if box is None:
+            return None
         grow = defect == "deform" and rng.random() < 0.5
-        changed = np.maximum(cover, cut) if grow else cover * (1 - cut)
-        pixels = background.copy()
-        paint_field(pixels, np.round(changed * 255).astype(np.uint8), obj.rgb, field)
-        return pixels
-    pixels = good.copy()
+        changed = np.maximum(cover[box], cut[box]) if grow else cover[box] * (1 - cut[box])
+        pixels = background[box].copy()
+        paint_field(pixels, np.round(changed * 255).astype(np.uint8), obj.rgb, None if field is None else field[box])
+        return box, pixels
     offset = rng.uniform(0, 0.45 if defect == "spot" else 0.3) * radius
     spot = centre + offset * np.array([math.cos(angle), math.sin(angle)])
     if defect == "spot":
         r = math.sqrt(area / math.pi)
         blob = _blob("circle", spot, r, size, rng.uniform(0, 180), rng.uniform(1.0, 1.8))
         nudge = rng.uniform(-0.5, 0.5, 2) * r  # a second lobe makes the blob irregular
-        blob = np.maximum(blob, _blob("circle", spot + nudge, r * rng.uniform(0.5, 0.8), size))
-        stain = _STAINS[int(rng.integers(0, len(_STAINS)))].tolist()
-        _paint(pixels, np.round(blob * cover * 255).astype(np.uint8), stain)
+        coverage = np.maximum(blob, _blob("circle", spot + nudge, r * rng.uniform(0.5, 0.8), size)) * cover
+        colour = _STAINS[int(rng.integers(0, len(_STAINS)))].tolist()
     elif defect == "scratch":
         psi = rng.uniform(0, np.pi)
         along, across = np.array([math.cos(psi), math.sin(psi)]), np.array([-math.sin(psi), math.cos(psi)])
         half = rng.uniform(0.5, 0.85) * radius
         bend = rng.uniform(-0.12, 0.12) * radius
         points = np.stack([spot - along * half, spot + across * bend, spot + along * half])
-        line = _line(points, rng.uniform(1.0, 2.6) * size / 128, size)
-        _paint(pixels, np.round(line * cover * 255).astype(np.uint8), _farthest(_SCRATCH_TONES, obj.rgb))
+        coverage = _line(points, rng.uniform(1.0, 2.6) * size / 128, size) * cover
+        colour = _farthest(_SCRATCH_TONES, obj.rgb)
     else:  # texture
         patch = _blob("circle", spot, math.sqrt(area / math.pi), size, rng.uniform(0, 180), rng.uniform(1.0, 1.6))
-        on = _pattern(rng, size)[..., None]
-        target = np.where(on, good * 0.5, good + 0.55 * (255 - good))
-        pixels += (patch * cover)[..., None] * (target - good)
-    return pixels
+        coverage = patch * cover
+        on = _pattern(rng, size)
+    box = _box(coverage > 0)
+    if box is None:
+        return None
+    pixels = good[box].copy()
+    if defect == "texture":  # alternately darker and lighter than the part
+        before = pixels
+        target = np.where(on[box][..., None], before * 0.5, before + 0.55 * (255 - before))
+        return box, before + coverage[box][..., None] * (target - before)
+    _paint(pixels, np.round(coverage[box] * 255).astype(np.uint8), colour)
+    return box, pixels
 
 
-def _finish(pixels: np.ndarray, seed: int, category: str, split: str, index: int, grain: bool = True) -> np.ndarray:
-    """Lighting, colour cast and grain over the image (in place; float pixels). Without ``grain``,
-    ``_finish(ones)`` is the per-pixel gain the same index's lighting multiplies pixels by."""
-    rng = _rng(seed, category, split, index, _FINISH_STREAM)
-    return light(pixels, rng, _FINISHING if grain else _UNGRAINED)
+def _lighting(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One image's finishing, as a gain and an offset (float32 H x W x 3): a directional light
+    ramp (up to +-5%) times a warm/cool colour cast (+-2%), and sensor grain (sigma 1.5-4)."""
+    cast = rng.uniform(-0.02, 0.02)
+    theta, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.05) / math.sqrt(0.5)
+    x, y = _coords(size)
+    ramp = (math.cos(theta) * (x - 0.5) + math.sin(theta) * (y - 0.5)) * np.float32(strength) + 1
+    gain = np.empty((size, size, 3), np.float32)
+    for channel, factor in enumerate((1 + cast, 1.0, 1 - cast)):  # (per channel: far faster than broadcasting)
+        gain[..., channel] = ramp * np.float32(factor)
+    return gain, _gaussian(rng, size, size, 3) * np.float32(rng.uniform(1.5, 4.0))
 
 
 def _uint8(pixels: np.ndarray) -> np.ndarray:
@@ -309,19 +331,27 @@ def anomaly_sample(
     background = _background(seed, category, image_size) + np.float32(brightness)
     good = background.copy()
     paint_field(good, alpha, obj.rgb, field)
-    finished = _finish(good.copy(), seed, category, split, index)
-    good_u8 = _uint8(finished)
+    gain, grain = _lighting(_rng(seed, category, split, index, _FINISH_STREAM), image_size)
+    finished = good * gain + grain
+    image = _uint8(finished)
+    mask = np.zeros(image.shape[:2], bool)
     if defect is None or defect == GOOD:
-        return AnomalySample(Image.fromarray(good_u8, "RGB"), np.zeros(good_u8.shape[:2], bool), GOOD, category)
+        return AnomalySample(Image.fromarray(image, "RGB"), mask, GOOD, category)
     rng = _rng(seed, category, split, index, _DEFECT_STREAM + DEFECTS.index(defect))
-    damaged = _damage(defect, rng, obj, alpha, field, background, good)
-    # lighting is affine in the pixels and grain additive: finish only the defect's change
-    gain = _finish(np.ones_like(good), seed, category, split, index, grain=False)
-    damaged_u8 = _uint8(finished + gain * (damaged - good))
-    change = np.abs(damaged_u8.astype(np.int16) - good_u8.astype(np.int16)).max(axis=2)
-    mask = change >= VISIBLE_CHANGE
-    image = np.where(mask[..., None], damaged_u8, good_u8)
-    return AnomalySample(Image.fromarray(image, "RGB"), mask, defect, category)
+    for _attempt in range(20):  # a defect that misses the part (practically never) is drawn again
+        drawn = _damage(defect, rng, obj, alpha, field, background, good)
+        if drawn is None:
+            continue
+        box, pixels = drawn
+        # the finishing is affine in the pixels: it scales the defect's change by the gain
+        damaged = _uint8(finished[box] + gain[box] * (pixels - good[box])).astype(np.int16)
+        change = np.abs(damaged - image[box])
+        visible = np.maximum(np.maximum(change[..., 0], change[..., 1]), change[..., 2]) >= VISIBLE_CHANGE
+        if visible.any():
+            mask[box] = visible
+            image[box][visible] = damaged[visible]
+            return AnomalySample(Image.fromarray(image, "RGB"), mask, defect, category)
+    raise RuntimeError(f"could not draw {defect!r} on {category!r} index {index}")  # pragma: no cover
 
 
 def write_anomaly_dataset(
