@@ -13,13 +13,23 @@ per-pixel class and instance masks.
 The package's modules: :mod:`.attributes` (attributes, records, geometry),
 :mod:`.captions` (the caption language), :mod:`.render` (classic rendering),
 :mod:`.styles` (varieties: renderers, backgrounds, finishing), :mod:`.world`
-(``ShapesWorld``), :mod:`.views` (classification views) and :mod:`.writers`
-(CSV, webdataset and mask folders). Every public name is importable from here.
+(``ShapesWorld``), :mod:`.views` (classification views), :mod:`.writers`
+(CSV, webdataset and mask folders) and :mod:`.anomaly` (MVTec-style anomaly
+parts). Every public name is importable from here.
 See ``docs/shapes.md`` for an overview.
 """
 
 from __future__ import annotations
 
+from .anomaly import (
+    ANOMALY_CATEGORIES,
+    ANOMALY_PARTS,
+    DEFECTS,
+    VISIBLE_CHANGE,
+    AnomalySample,
+    anomaly_sample,
+    write_anomaly_dataset,
+)
 from .attributes import (
     BACKGROUNDS,
     COLOUR_JITTER,
@@ -84,6 +94,8 @@ from .world import ShapesWorld
 from .writers import CSV_COLUMNS, write_csv_dataset, write_mask_dataset, write_webdataset
 
 __all__ = [
+    "ANOMALY_CATEGORIES",
+    "ANOMALY_PARTS",
     "ASPECT_LIMIT",
     "BACKGROUNDS",
     "COLOURS",
@@ -92,6 +104,7 @@ __all__ = [
     "COLOUR_WORDS",
     "COUNT_TEMPLATES",
     "CSV_COLUMNS",
+    "DEFECTS",
     "DUPLICATE_PROBABILITY",
     "FILLED_PROBABILITY",
     "LIST_TEMPLATES",
@@ -126,11 +139,14 @@ __all__ = [
     "TASKS",
     "TASK_TEMPLATES",
     "VARIETIES",
+    "VISIBLE_CHANGE",
+    "AnomalySample",
     "ObjectSpec",
     "Sample",
     "ShapesClassification",
     "ShapesWorld",
     "Variety",
+    "anomaly_sample",
     "choose_heldout",
     "draw_object",
     "instance_ids",
@@ -142,6 +158,7 @@ __all__ = [
     "resolve_variety",
     "rich_background",
     "vocabulary",
+    "write_anomaly_dataset",
     "write_csv_dataset",
     "write_mask_dataset",
     "write_webdataset",
