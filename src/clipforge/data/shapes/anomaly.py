@@ -28,7 +28,7 @@ inside differs visibly.
 Every sample is a pure function of ``(seed, category, split, index, image_size, defect)``, seeded
 like the rest of the shapes world. :func:`write_anomaly_dataset` writes the MVTec AD folder layout
 that :class:`clipforge.data.anomaly.AnomalySet` reads. Speed on one core (CPU time), 128 px: about
-950 good images/s and 500 defective ones/s, not counting PNG encoding (1.6x that at 64 px, half
+950 good images/s and 550 defective ones/s, not counting PNG encoding (1.5x that at 64 px, half
 at 224 px).
 """
 
