@@ -96,8 +96,15 @@ def test_missing_shows_background_and_deform_moves_the_outline() -> None:
     for category in ANOMALY_CATEGORIES:
         for i in range(4):
             cover = part_cover(category, "test", i)
-            missing = anomaly_sample(category, "test", i, defect="missing").mask
+            bad = anomaly_sample(category, "test", i, defect="missing")
+            missing = bad.mask
             assert (missing & cover).sum() >= 0.7 * missing.sum()  # part pixels removed
+            if category in ("circle", "star", "cross"):  # flat backgrounds: the hole shows the corner's tone
+                core = missing & cover & ~grow(~missing, 3)  # not the hole's anti-aliased rim
+                hole = np.median(pixels(bad)[core], axis=0)
+                before = np.median(pixels(anomaly_sample(category, "test", i))[core], axis=0)
+                corner = pixels(bad)[:8, :8].reshape(-1, 3).mean(axis=0)
+                assert np.abs(hole - corner).max() < 25 < np.abs(before - corner).max(), (category, i)
             deform = anomaly_sample(category, "test", i, defect="deform").mask
             inside = (deform & cover).sum()
             assert inside >= 0.7 * deform.sum() or inside <= 0.3 * deform.sum()  # a dent or a bump
@@ -160,7 +167,7 @@ def test_the_written_dataset_is_the_mvtec_layout_that_anomalyset_reads(tmp_path:
 
 
 def test_unknown_names_are_refused_with_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"'gear'.*circle, square"):
+    with pytest.raises(ValueError, match=r"'gear'; the categories are circle, square"):
         anomaly_sample("gear", "test", 0)
     with pytest.raises(ValueError, match=r"'rust'.*missing, spot, scratch, deform, texture"):
         anomaly_sample("circle", "test", 0, defect="rust")
