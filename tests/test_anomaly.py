@@ -19,40 +19,19 @@ from clipforge.anomaly.patchcore import PatchCore, greedy_coreset
 from clipforge.anomaly.winclip import WinCLIP
 from clipforge.cli.main import main
 from clipforge.data.anomaly import AnomalySet
+from clipforge.data.shapes.anomaly import write_anomaly_dataset
 
 pytest.importorskip("faiss")
+SMALL = {"grid": 8, "scales": (2, 3), "window_stride": 2}  # 32 windows an image: quick, still multi-scale
 pytest.importorskip("sklearn")
-
-
-def _part(rng: np.random.Generator, defect: bool) -> tuple[Image.Image, np.ndarray]:
-    """A red square on grey with grain; a defect is a blue spot on it."""
-    a = np.full((128, 128, 3), 185, np.float32)
-    t, left = rng.integers(30, 36, 2)
-    a[t : t + 60, left : left + 60] = (200, 40, 40)
-    mask = np.zeros((128, 128), dtype=bool)
-    if defect:
-        y, x = rng.integers(t + 5, t + 40, 2)
-        mask[y : y + 14, x : x + 14] = True
-        a[mask] = (40, 60, 210)
-    a += rng.normal(0, 4, a.shape)
-    return Image.fromarray(a.clip(0, 255).astype(np.uint8)), mask
 
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mvtec")
-    rng = np.random.default_rng(0)
-    for split, defect, n in (("train/good", False, 6), ("test/good", False, 6), ("test/spot", True, 6)):
-        folder = root / "square" / split
-        folder.mkdir(parents=True)
-        for i in range(n):
-            image, mask = _part(rng, defect)
-            image.save(folder / f"{i:03d}.png")
-            if defect:
-                (root / "square" / "ground_truth" / "spot").mkdir(parents=True, exist_ok=True)
-                truth = root / "square/ground_truth/spot" / f"{i:03d}_mask.png"
-                Image.fromarray(mask.astype(np.uint8) * 255).save(truth)
-    return root
+    """A small MVTec-layout set of the shapes world's anomaly parts: circles, 4 normal training images,
+    12 test images (4 good, 2 per defect type)."""
+    return write_anomaly_dataset(tmp_path_factory.mktemp("parts"), ["circle"], n_train=4, n_test_good=4,
+                                 n_test_per_defect=2)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +65,8 @@ def test_window_boxes_cover_the_grid_and_harmonic_aggregation_is_direct():
 
 def test_winclip_zero_shot_image_score_is_the_prompt_softmax(default, parts):
     model, tokenizer = default
-    method = WinCLIP(model, tokenizer, "square", window_stride=3)
-    image = Image.open(parts / "square/test/spot/000.png").convert("RGB")
+    method = WinCLIP(model, tokenizer, "circle", **SMALL)
+    image = Image.open(parts / "circle/test/spot/000.png").convert("RGB")
     got = method.score([image])
     pixels = working_pixels(model, [image], method.options["image_size"])
     small = F.interpolate(pixels, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
@@ -95,21 +74,21 @@ def test_winclip_zero_shot_image_score_is_the_prompt_softmax(default, parts):
         feature = model.encode_image(small, normalize=True)
     expected = ((feature @ method.text.T) / 0.07).softmax(-1)[0, 1]
     assert float(got.image[0]) == pytest.approx(float(expected), abs=1e-5)
-    assert got.maps.shape == (1, 16, 16) and (got.maps > 0).all() and (got.maps < 1).all()
+    assert got.maps.shape == (1, 8, 8) and (got.maps > 0).all() and (got.maps < 1).all()
 
 
 @pytest.mark.parametrize("name", ["winclip", "patchcore"])
 def test_a_fitted_memory_round_trips_through_save_and_load(default, parts, tmp_path, name):
     model, tokenizer = default
-    normal = [Image.open(p).convert("RGB") for p in sorted((parts / "square/train/good").glob("*.png"))[:2]]
-    options = {"window_stride": 3} if name == "winclip" else {}
-    method = clipforge.anomaly.base.ANOMALY_METHODS.create(name, model, tokenizer, "square", **options).fit(normal)
+    normal = [Image.open(p).convert("RGB") for p in sorted((parts / "circle/train/good").glob("*.png"))[:2]]
+    options = SMALL if name == "winclip" else {}
+    method = clipforge.anomaly.base.ANOMALY_METHODS.create(name, model, tokenizer, "circle", **options).fit(normal)
     method.save(tmp_path / "memory")
     again = AnomalyMethod.load(tmp_path / "memory", model, tokenizer)
     assert type(again) is type(method) and again.shots == 2 and again.options == method.options
     assert again.memory.keys() == method.memory.keys()
     assert all(torch.equal(again.memory[k], method.memory[k]) for k in method.memory)
-    test = [Image.open(parts / "square/test/spot/001.png").convert("RGB")]
+    test = [Image.open(parts / "circle/test/spot/001.png").convert("RGB")]
     assert torch.equal(again.score(test).maps, method.score(test).maps)
     (tmp_path / "memory" / "anomaly.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -138,8 +117,9 @@ def test_anomaly_eval_writes_metrics_json_and_grids_and_beats_chance(parts, tmp_
     for key in ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_aupro"):
         assert 0 <= row[key] <= 1 and report["mean"][key] == pytest.approx(row[key])
     assert row["image_auroc"] > 0.8 and row["pixel_auroc"] > 0.8, row
-    assert (out / "square.png").stat().st_size > 5000
-    assert main([*args, "--method", "winclip", "--shots", "1", "--window-stride", "3", "--no-plots"]) == 0
+    assert (out / "circle.png").stat().st_size > 5000
+    small = ["--grid", "8", "--scales", "2", "3", "--window-stride", "2"]
+    assert main([*args, "--method", "winclip", "--shots", "1", *small, "--no-plots"]) == 0
     row = json.loads((out / "anomaly.json").read_text())["categories"][0]
     assert row["shots"] == 1 and row["pixel_auroc"] > 0.6, row
     assert main([*args, "--method", "patchcore", "--shots", "99"]) == 2  # more shots than train/good holds
@@ -148,10 +128,10 @@ def test_anomaly_eval_writes_metrics_json_and_grids_and_beats_chance(parts, tmp_
 def test_anomaly_fit_then_score_writes_scores_and_overlays(parts, tmp_path, capsys):
     memory, out = tmp_path / "memory", tmp_path / "scored"
     base = ["--backend", "none", "--method", "patchcore"]
-    fit = ["anomaly", "fit", "--dataset", str(parts / "square"), "--shots", "3", "--out", str(memory), *base]
+    fit = ["anomaly", "fit", "--dataset", str(parts / "circle"), "--shots", "3", "--out", str(memory), *base]
     assert main(fit) == 0
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    images = [str(parts / f"square/test/{kind}/000.png") for kind in ("spot", "good")] + [str(tmp_path / "broken.png")]
+    images = [str(parts / f"circle/test/{kind}/000.png") for kind in ("spot", "good")] + [str(tmp_path / "broken.png")]
     assert main(["anomaly", "score", *images, "--memory", str(memory), "--out", str(out)]) == 0
     result = json.loads((out / "scores.json").read_text())
     scores = {r["image"].split("/")[-2]: r["score"] for r in result["scores"]}
@@ -159,4 +139,40 @@ def test_anomaly_fit_then_score_writes_scores_and_overlays(parts, tmp_path, caps
     assert Image.open(out / "000.heat.png").size == (128, 128)
     assert "skipped 1" in capsys.readouterr().out
     assert main(["anomaly", "score", images[0], "--method", "patchcore", "--out", str(out), "--backend", "none"]) == 2
-    assert AnomalySet(parts, category="square").labels("test").sum() == 6
+    assert AnomalySet(parts, category="circle").labels("test").sum() == 10
+
+
+def test_window_cover_and_focal_loss_against_direct_computations():
+    from clipforge.anomaly.anomalyclip import focal_loss, window_cover
+
+    cells = torch.rand(2, 6, 6)
+    got = window_cover(cells, 3, 2)
+    for w, (t, x) in enumerate(window_boxes(6, 3, 2)):
+        assert torch.allclose(got[:, w], cells[:, t : t + 3, x : x + 3].mean(dim=(1, 2)))
+    p, y = torch.tensor([0.9, 0.2, 0.6]), torch.tensor([1.0, 0.0, 0.0])
+    pt = torch.tensor([0.9, 0.8, 0.4])
+    assert focal_loss(p, y) == pytest.approx(float((-(1 - pt) ** 2 * pt.log()).mean()))
+
+
+def test_anomalyclip_prompts_train_round_trip_and_score_unseen_objects(default, tmp_path):
+    from clipforge.anomaly import AnomalyCLIP
+
+    model, tokenizer = default
+    root = write_anomaly_dataset(tmp_path / "aux", ["square", "star"], n_train=1, n_test_good=2, n_test_per_defect=1)
+    images, masks = [], []
+    for name in ("square", "star"):
+        d = AnomalySet(root, category=name)
+        images += [Image.open(item.path).convert("RGB") for item in d.split("test")]
+        masks += [d.mask("test", i) for i in range(len(d.split("test")))]
+    method = AnomalyCLIP(model, tokenizer, **SMALL)
+    before = method.text.clone()
+    losses = method.train_prompts(images, masks, steps=40, categories=["square", "star"], progress=False)
+    assert losses[-1] < 0.8 * losses[0] and not torch.allclose(before, method.text)
+    method.save(tmp_path / "prompts")
+    again = AnomalyMethod.load(tmp_path / "prompts", model, tokenizer)
+    assert isinstance(again, AnomalyCLIP) and again.options["trained_on"] == ["square", "star"]
+    assert torch.equal(again.text, method.text)
+    unseen = [Image.open(p).convert("RGB") for p in sorted((root.parent / "aux").glob("*/test/*/*.png"))[:1]]
+    out = again.score(unseen)
+    assert out.maps.shape == (1, 8, 8) and torch.isfinite(out.maps).all()
+    assert model.text.token_embedding.weight.requires_grad  # the towers' flags are restored after training

@@ -100,9 +100,14 @@ def harmonic_mean(maps: Sequence[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def patch_embeddings(model: CLIP, pixels: torch.Tensor) -> torch.Tensor:
-    """[N, h, w, embed_dim], L2-normalised: the MaskCLIP dense readout (`clipforge.dense`) of the
-    image resized to the model's input (a ViT's positions are fixed; a ResNet's grid stays coarse)."""
-    return encode_dense(model, resize_to_input(model, pixels), "maskclip", normalize=True)
+    """[N, h, w, embed_dim], L2-normalised: the MaskCLIP dense readout (`clipforge.dense`) at the
+    working resolution (windows of the model's input: tiles where they fit, else overlapping), or of
+    the image resized to the input when the working size is not a multiple of the output stride."""
+    size, cell, window = pixels.shape[-1], output_stride(model), input_size(model)
+    if size % cell or size < window:
+        pixels = resize_to_input(model, pixels)
+    stride = window if (size - window) % window == 0 else None  # tiles when they fit exactly: fewer passes
+    return encode_dense(model, pixels, "maskclip", stride=stride, normalize=True)
 
 
 @torch.no_grad()

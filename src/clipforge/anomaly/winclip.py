@@ -89,8 +89,23 @@ class WinCLIP(AnomalyMethod):
             window_boxes(grid, k, window_stride)  # a window larger than the grid fails here, not mid-run
         if image_size % grid:
             raise ValueError(f"winclip: image_size {image_size} is not a multiple of grid {grid}")
-        prompts = StatePrompts(normal_states, anomalous_states, templates)
-        self.text = state_embeddings(model, tokenizer, object_name or category_words(category), prompts)
+        self.text = self._text_embeddings()
+
+    def _text_embeddings(self) -> torch.Tensor:
+        """[2, embed_dim]: the normal and the anomalous text embedding (the prompt ensemble's)."""
+        o = self.options
+        prompts = StatePrompts(o["normal_states"], o["anomalous_states"], o["templates"])
+        return state_embeddings(self.model, self.tokenizer, o["object_name"] or category_words(self.category), prompts)
+
+    @property
+    def few_shot(self) -> bool:
+        return "patch" in self.memory
+
+    def forget_shots(self) -> None:
+        """Drop the few-shot memory (back to zero-shot scoring)."""
+        for key in [k for k in self.memory if k == "patch" or k.startswith("window_")]:
+            del self.memory[key]
+        self.shots = 0
 
     def views(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
         """Every embedding WinCLIP reads of `images`: "image" [N, D], "window_K" [N, n_windows, D] per
@@ -117,7 +132,7 @@ class WinCLIP(AnomalyMethod):
 
     def _fit(self, images: list[Image.Image]) -> None:
         views = self.views(images)
-        self.memory = {key: value.flatten(0, -2) for key, value in views.items() if key != "image"}
+        self.memory.update({key: value.flatten(0, -2) for key, value in views.items() if key != "image"})
 
     def _score(self, images: list[Image.Image]) -> AnomalyScores:
         return self.score_views(self.views(images))
@@ -130,7 +145,7 @@ class WinCLIP(AnomalyMethod):
         zero = [score[:, None, None].expand(-1, grid, grid)]
         zero += [harmonic_aggregate(self._text_score(views[f"window_{k}"]), grid, k, stride) for k in o["scales"]]
         score_map = harmonic_mean(zero)
-        if self.memory:
+        if self.few_shot:
             few = [
                 harmonic_aggregate(association(views[f"window_{k}"], self.memory[f"window_{k}"]), grid, k, stride)
                 for k in o["scales"]

@@ -19,16 +19,16 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..anomaly.base import ANOMALY_METHODS, AnomalyMethod, upsample_map
-from ..data.anomaly import AnomalySet
+from ..anomaly import ANOMALY_METHODS, AnomalyCLIP, AnomalyMethod, WinCLIP, upsample_map
+from ..data.anomaly import AnomalySet, categories
 from ..data.images import FileImages, RefImages
 from ..data.inputs import item_images, resolve_items
 from ..evaluate.anomaly import choose_shots, evaluate_anomaly
 from ..files import write_json_atomic
-from ..images import ImageDecodeError, SkipLog
+from ..images import ImageDecodeError, SkipLog, load_image
 from .common import add_model_arguments, load_from_args
 
-HELP = "anomaly detection and segmentation: WinCLIP (zero-shot), WinCLIP+ and PatchCore (few-shot)"
+HELP = "anomaly detection and segmentation: WinCLIP, AnomalyCLIP prompts (zero-shot), WinCLIP+ and PatchCore (few-shot)"
 
 
 def _method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,10 @@ def _method_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--image-size", type=int, default=None, help="working resolution in pixels (default: twice the model's input)"
+    )
+    parser.add_argument("--grid", type=int, default=16, help="WinCLIP grid cells per image side (default 16)")
+    parser.add_argument(
+        "--scales", type=int, nargs="+", default=[3, 5], help="WinCLIP window sizes in grid cells (default 3 5)"
     )
     parser.add_argument(
         "--window-stride", type=int, default=1, help="WinCLIP window stride in grid cells (default 1; 2 is ~4x faster)"
@@ -58,9 +62,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--seed", type=int, default=0, help="seed of the choice of shots (default 0)")
     ev.add_argument("--out", required=True, help="folder for anomaly.json and the PNG grids")
     ev.add_argument("--no-plots", action="store_true", help="skip the PNG grids")
+    ev.add_argument(
+        "--memory", default=None, help="a folder from `anomaly fit` (AnomalyCLIP prompts, say) instead of --method"
+    )
     _method_arguments(ev)
     fit = sub.add_parser("fit", help="fit a few-shot memory on normal images and save it")
-    fit.add_argument("--dataset", default=None, help="one MVTec-layout category (its train/good images are used)")
+    fit.add_argument(
+        "--dataset",
+        default=None,
+        help="one MVTec-layout category (its train/good images are the shots); for anomalyclip, a root whose "
+        "--category test splits (images + masks) are the auxiliary training data",
+    )
+    fit.add_argument("--category", nargs="+", default=None, help="anomalyclip: the auxiliary categories (default all)")
+    fit.add_argument("--steps", type=int, default=300, help="anomalyclip: prompt-training steps (default 300)")
     fit.add_argument("--normal", nargs="+", default=None, help="normal images or folders (instead of --dataset)")
     fit.add_argument("--shots", type=int, default=None, help="use this many normal images (default: all)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the choice of shots (default 0)")
@@ -75,8 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _build(args: argparse.Namespace, model: Any, tokenizer: Any, category: str) -> AnomalyMethod:
     options: dict[str, Any] = {"image_size": args.image_size}
-    if args.method == "winclip":
-        options.update(object_name=args.object, window_stride=args.window_stride)
+    if args.method in ("winclip", "anomalyclip"):
+        options.update(object_name=args.object, grid=args.grid, scales=args.scales, window_stride=args.window_stride)
     return ANOMALY_METHODS.create(args.method, model, tokenizer, category, **options)
 
 
@@ -98,9 +112,19 @@ def heat_overlay(image: Image.Image, heat: np.ndarray, lo: float, hi: float) -> 
 def _run_eval(args: argparse.Namespace) -> int:
     _check_shots(args.shots)
     model, _, tokenizer = load_from_args(args)
+
+    def make(category: str) -> AnomalyMethod:
+        if args.memory:
+            method = AnomalyMethod.load(args.memory, model, tokenizer)
+            method.category = category
+            if isinstance(method, WinCLIP):
+                method.forget_shots()  # a memory's shots belong to its own category; --shots refits
+            return method
+        return _build(args, model, tokenizer, category)
+
     report = evaluate_anomaly(
         args.dataset,
-        lambda category: _build(args, model, tokenizer, category),
+        make,
         args.out,
         shots=args.shots,
         category_names=args.category,
@@ -116,8 +140,37 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_prompts(args: argparse.Namespace) -> int:
+    """AnomalyCLIP: train the object-agnostic prompts on annotated auxiliary categories."""
+    if args.dataset is None:
+        raise ValueError("anomalyclip trains on annotated data: pass --dataset ROOT [--category A B ...]")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    names = args.category or categories(args.dataset)
+    images, masks, skipped = [], [], SkipLog()
+    for name in names:
+        dataset = AnomalySet(args.dataset, category=name)
+        for index, item in enumerate(dataset.split("test")):
+            mask = dataset.mask("test", index)
+            if mask is None:
+                skipped.add(item.path, "no mask file")
+                continue
+            images.append(load_image(item.path).convert("RGB"))
+            masks.append(mask)
+    model, _, tokenizer = load_from_args(args)
+    method = _build(args, model, tokenizer, "object")
+    assert isinstance(method, AnomalyCLIP)
+    losses = method.train_prompts(images, masks, steps=args.steps, categories=names)
+    method.save(args.out)
+    print(f"trained anomalyclip prompts on {len(images)} annotated images of {', '.join(names)} "
+          f"(loss {losses[0]:.3f} → {losses[-1]:.3f}, skipped {skipped.count}); saved to {args.out}")
+    return 0
+
+
 def _run_fit(args: argparse.Namespace) -> int:
     _check_shots(args.shots)
+    if args.method == "anomalyclip":
+        return _fit_prompts(args)
     if (args.dataset is None) == (args.normal is None):
         raise ValueError("fit needs exactly one of --dataset (a category folder) or --normal (images)")
     skipped = SkipLog()
@@ -165,7 +218,7 @@ def _run_score(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.method} needs normal images: run `clipforge anomaly fit` and pass --memory")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    skipped = SkipLog()
+    skipped, used = SkipLog(), set[str]()
     rows: list[dict[str, Any]] = []
     loaded = _read(images, skipped)
     for start in tqdm(range(0, len(loaded), 8), desc=f"scoring ({method.name})"):
@@ -174,6 +227,8 @@ def _run_score(args: argparse.Namespace) -> int:
         for (source, image), value, score_map in zip(batch, scores.image, scores.maps):
             heat = upsample_map(score_map, (image.height, image.width), method.map_sigma)
             name = Path(source).stem
+            name = name if name not in used else f"{name}-{len(rows)}"  # same file names in several folders
+            used.add(name)
             overlay = out / f"{name}.heat.png"
             heat_overlay(image, heat, float(heat.min()), float(heat.max())).save(overlay)
             rows.append({"image": source, "score": float(value), "overlay": str(overlay)})
