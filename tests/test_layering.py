@@ -17,7 +17,7 @@ TYPED = [
     "src/clipforge/runtime", "src/clipforge/data", "src/clipforge/registry.py", "src/clipforge/files.py",
     "src/clipforge/fast/encoder.py", "src/clipforge/api.py", "src/clipforge/adapt", "src/clipforge/evaluate",
     "src/clipforge/cli", "src/clipforge/index", "src/clipforge/zeroshot.py", "src/clipforge/probe.py",
-    "src/clipforge/losses.py", "src/clipforge/dense",
+    "src/clipforge/losses.py", "src/clipforge/dense", "src/clipforge/extras.py",
 ]
 
 

@@ -25,11 +25,13 @@ from torch import nn
 from ..api import load
 from ..checkpoints.io import read_tensor_file, save_safetensors
 from ..data.embedding import encode_pixels
+from ..extras import require
 from ..files import write_text_atomic
 from ..model.clip import CLIP
 from ..registry import ADAPTERS
 from ..transforms import ImageTransform, TrainTransform
 from ..zeroshot import classifier_weights, resolve_templates
+from .hparams import check_values
 
 if TYPE_CHECKING:
     from .data import FewShotData
@@ -113,6 +115,8 @@ class Adapter(nn.Module):
     #: whether the method can build a classifier for class names never trained on (base-to-novel);
     #: `open_vocabulary` answers for one configured adapter
     supports_new_classes: ClassVar[bool] = False
+    #: optional packages (import names) the method needs, checked before any work (`clipforge.extras`)
+    requires: ClassVar[tuple[str, ...]] = ()
 
     @dataclasses.dataclass
     class Config:
@@ -131,14 +135,19 @@ class Adapter(nn.Module):
         if len(self.classnames) < 2:
             raise ValueError(f"{self.method}: need at least two class names, got {self.classnames}")
         self.templates = resolve_templates(templates)
-        known = {f.name for f in dataclasses.fields(self.Config)}
-        unknown = sorted(set(hparams) - known)
-        if unknown:
-            raise ValueError(f"{self.method}: unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
+        self.check_hparams(hparams)
         self.config = self.Config(**hparams)
         self.fitted = False
 
     backbone: Backbone
+
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any], where: str | None = None) -> None:
+        """Refuse unknown hyperparameters and values their `Config` annotation does not accept (errors start
+        with `where`, default the method's name), and check that the optional packages the method
+        `requires` are installed: all before any work."""
+        check_values(cls.Config, hparams, where or cls.method)
+        require(cls.requires)
 
     # -- the interface ---------------------------------------------------------------------------
 

@@ -138,6 +138,12 @@ def few_shot_run(
     return adapter, score(adapter, splits.test)
 
 
+def require_new_classes(cls: type[Adapter]) -> None:
+    """Refuse a closed-set method for base-to-novel (callers check before any feature work)."""
+    if not cls.supports_new_classes:
+        raise ValueError(f"{cls.method} cannot classify classes it was not trained on (no base-to-novel)")
+
+
 def base_to_novel_run(
     method: str,
     backbone: Backbone,
@@ -151,8 +157,7 @@ def base_to_novel_run(
 ) -> dict[str, float]:
     """Train on base classes (k shots), test on base and novel classes; {base, novel, hm}."""
     cls, pool, val = _prepared(method, backbone, splits, cache, views, augment)
-    if not cls.supports_new_classes:
-        raise ValueError(f"{method} cannot classify classes it was not trained on (no base-to-novel)")
+    require_new_classes(cls)
     base, novel = base_novel_classes(len(splits.classnames))
     names = splits.classnames
     adapter = cls(backbone, [names[c] for c in base], splits.templates, **(hparams or {}))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 
+from ..extras import require
 from ..fast.onnx import DEFAULT_OPSET, export_onnx, quantize_int8
 from .common import add_model_arguments, load_from_args
 
@@ -38,12 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoint and args.model and args.checkpoint != args.model:
         raise ValueError("give the checkpoint once: positionally or with --model")
-    model, _, _ = load_from_args(args, path=args.checkpoint or args.model)
     verify = not args.no_verify
-    _require("onnx", "exporting")
-    _require("onnxscript", "exporting")
-    if verify or args.export_precision == "int8":
-        _require("onnxruntime", "verifying or quantising (or pass --no-verify)")
+    require(["onnx", "onnxscript", *(["onnxruntime"] if verify or args.export_precision == "int8" else [])], "onnx")
+    model, _, _ = load_from_args(args, path=args.checkpoint or args.model)
     result = export_onnx(model, args.out, opset=args.opset or DEFAULT_OPSET, verify=verify)
     summary: dict = {"out": str(result.directory), "image": str(result.image), "text": str(result.text)}
     if args.export_precision == "int8":
@@ -65,9 +62,3 @@ def run(args: argparse.Namespace) -> int:
             diffs = f"image {result.image_max_abs:.2e}, text {result.text_max_abs:.2e}"
             print(f"onnxruntime vs torch max abs: {diffs} {status}")
     return 0 if ok else 1
-
-
-def _require(module: str, why: str) -> None:
-
-    if importlib.util.find_spec(module) is None:
-        raise ValueError(f"{why} needs the {module} package: pip install {module}")
