@@ -32,6 +32,7 @@ from ..registry import ADAPTERS
 from ..transforms import ImageTransform, TrainTransform
 from ..zeroshot import classifier_weights, resolve_templates
 from .hparams import check_values
+from .training import train_loop
 
 if TYPE_CHECKING:
     from .data import FewShotData
@@ -46,13 +47,22 @@ _Fitted = TypeVar("_Fitted", bound="Adapter")
 
 
 class Backbone:
-    """A frozen CLIP model with its preprocessing and tokenizer; `source` is where it was loaded from."""
+    """A frozen CLIP model with its preprocessing and tokenizer; `source` is where it was loaded from.
+    With `progress`, feature extraction and the methods' training loops show progress bars (stderr)."""
 
-    def __init__(self, model: CLIP, preprocess: ImageTransform, tokenizer: Any, source: str | None = None) -> None:
+    def __init__(
+        self,
+        model: CLIP,
+        preprocess: ImageTransform,
+        tokenizer: Any,
+        source: str | None = None,
+        progress: bool = False,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.source = source
+        self.progress = progress
         self._fingerprint: str | None = None
 
     @classmethod
@@ -148,6 +158,10 @@ class Adapter(nn.Module):
         `requires` are installed: all before any work."""
         check_values(cls.Config, hparams, where or cls.method)
         require(cls.requires)
+
+    def _train_loop(self, *args: Any, **kwargs: Any) -> list[float]:
+        """`training.train_loop(...)` with a bar named after the method when the backbone shows progress."""
+        return train_loop(*args, progress=self.backbone.progress, desc=self.method, **kwargs)
 
     # -- the interface ---------------------------------------------------------------------------
 

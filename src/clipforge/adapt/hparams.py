@@ -59,6 +59,9 @@ def describe(hint: Any) -> str:
     if origin in (tuple, list):
         inner = [describe(h) for h in args if h is not Ellipsis]
         if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(set(inner)) == 1 and inner[0].startswith(("a ", "an ")):  # "two numbers"
+                count = {2: "two", 3: "three", 4: "four"}.get(len(args), str(len(args)))
+                return f"a list of {count} {inner[0].split(' ', 1)[1]}s"
             return f"a list of {len(args)} ({', '.join(inner)})"
         return f"a list of ({inner[0]})" if inner else "a list"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data.splits import stratified_split
 from ..probe import sample_shots
@@ -52,7 +53,8 @@ def predict(adapter: Adapter, data: FewShotData, batch_size: int = 256) -> torch
         features = data.ensure(adapter.backbone, features=True).computed("features")
         return torch.cat([adapter.logits(features[i : i + batch_size]) for i in range(0, len(data), batch_size)])
     pixels = data.ensure(adapter.backbone, pixels=True).computed("pixels")
-    out = [adapter.logits(adapter.encode(pixels[i : i + batch_size])) for i in range(0, len(data), batch_size)]
+    starts = tqdm(range(0, len(data), batch_size), desc="testing", unit="batch", disable=not adapter.backbone.progress)
+    out = [adapter.logits(adapter.encode(pixels[i : i + batch_size])) for i in starts]
     return torch.cat(out) if out else torch.zeros(0, adapter.num_classes)
 
 

@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default="default", help="feature cache (default: the evaluation cache)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (also off with --json)")
     add_model_arguments(parser)
 
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     cls.check_hparams(hparams, where=f"--set ({args.method})")
     model, preprocess, tokenizer = load_from_args(args)
     source = DEFAULT_SOURCE if args.model is None else str(Path(args.model).resolve())
-    backbone = Backbone(model, preprocess, tokenizer, source)
+    backbone = Backbone(model, preprocess, tokenizer, source, progress=not (args.json or args.quiet))
     splits = P.dataset_splits(resolve_dataset(args.dataset), args.max_samples)
     if args.templates:
         splits.templates = resolve_templates(args.templates)
