@@ -163,7 +163,8 @@ def _plan(
 
     plan = []
     for task in tasks:
-        reason = EVAL_TASKS.get(task).why_not(source, test_set)
+        spec = EVAL_TASKS.get(task)
+        reason = spec.why_not(source, test_set) or spec.empty_split(source, test_set, split, max_samples)
         if reason is not None and not is_all:
             raise ValueError(f"cannot run {task} on {source.name!r}: {reason}")
         plan.append((task, reason))
