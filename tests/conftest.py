@@ -49,8 +49,11 @@ PRELUDE = (
 )
 
 
-def run_cli(args: list[str], block: tuple[str, ...] = (), cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+def run_cli(
+    args: list[str], block: tuple[str, ...] = (), cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`clipforge ARGS` in a subprocess that imports this checkout, with `env` added to the environment."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
         [sys.executable, "-c", PRELUDE, ",".join(block), *args],

@@ -21,10 +21,10 @@ from .sources import resolve_dataset
 from .tasks import EvalResult, Evaluator
 
 
-def default_cache_dir() -> Path:
-    """$CLIPFORGE_CACHE/features, else ~/.cache/clipforge/features."""
+def default_cache_dir(part: str = "features") -> Path:
+    """$CLIPFORGE_CACHE/PART, else ~/.cache/clipforge/PART (features; `demo` for `clipforge demo`'s output)."""
     root = os.environ.get("CLIPFORGE_CACHE")
-    return Path(root) / "features" if root else Path.home() / ".cache" / "clipforge" / "features"
+    return Path(root) / part if root else Path.home() / ".cache" / "clipforge" / part
 
 
 @dataclass
