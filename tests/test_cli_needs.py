@@ -31,6 +31,16 @@ FAISS = "install faiss-cpu (pip install 'clipforge[index]')"
             ("sklearn",),
             "install scikit-learn (pip install 'clipforge[eval]')",
         ),
+        (
+            ["eval", "--dataset", "shapes:shape", "--task", "linear-probe", "--model", "MODEL", "--out", "OUT"],
+            ("sklearn",),
+            "cannot run linear-probe on 'shapes:shape': install scikit-learn (pip install 'clipforge[eval]')",
+        ),
+        (
+            ["eval", "--dataset", "shapes:shape", "--model", "MODEL", "--out", "OUT"],
+            ("matplotlib",),
+            "install matplotlib (pip install 'clipforge[eval]'), or pass --no-plots",
+        ),
     ],
 )
 def test_missing_optional_package_is_one_line_before_any_work(model_dir, tmp_path, args, block, message):

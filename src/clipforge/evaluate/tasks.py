@@ -486,6 +486,9 @@ class Evaluator:
 
 # -- the task registry ------------------------------------------------------------------------------
 
+#: what the probes (`clipforge.probe`) import: scikit-learn's logistic regression and threadpoolctl
+PROBE_PACKAGES = ("sklearn", "threadpoolctl")
+
 #: what a task can need from a dataset: (reason it is missing, whether `source` / its `test_set()` has it)
 NEEDS: dict[str, tuple[str, Callable[[DatasetSource, Callable[[], EvalDataset]], bool]]] = {
     "labels": ("the dataset has no class labels", lambda source, test_set: source.classnames is not None),
@@ -507,12 +510,14 @@ class EvalTask:
     `NEEDS`; `with_adapter` says whether a fitted adapter's head may stand in for the prompts. `reads`
     says which splits it embeds, so an empty one is found before any work: "test" (the evaluation
     split), "probe" (`Evaluator.probe_splits`: train, val and test) or "own" (the task checks itself).
+    `requires` lists optional packages (import names) it cannot run without, checked before any work.
     """
 
     run: Callable[[Evaluator, DatasetSource, Callable[[], EvalDataset], EvalConfig], EvalResult]
     needs: tuple[str, ...] = ()
     with_adapter: bool = False
     reads: Literal["test", "probe", "own"] = "test"
+    requires: tuple[str, ...] = ()
 
     def empty_split(
         self, source: DatasetSource, test_set: Callable[[], EvalDataset], split: str | None, max_samples: int | None
@@ -559,7 +564,12 @@ register_task(
 )
 register_task(
     "linear-probe",
-    EvalTask(lambda ev, src, test, c: ev.linear_probe(src, c.split, c.max_samples), ("labels",), reads="probe"),
+    EvalTask(
+        lambda ev, src, test, c: ev.linear_probe(src, c.split, c.max_samples),
+        ("labels",),
+        reads="probe",
+        requires=PROBE_PACKAGES,
+    ),
     "logistic regression on frozen features, C chosen on validation",
 )
 register_task(
@@ -568,6 +578,7 @@ register_task(
         lambda ev, src, test, c: ev.few_shot(src, c.shots, c.seeds, c.templates, c.split, c.max_samples),
         ("labels",),
         reads="probe",
+        requires=PROBE_PACKAGES,
     ),
     "k-shot linear probes (and zero-shot-initialised ones) over seeds",
 )
