@@ -32,7 +32,7 @@ from .model import build_student, load_teacher
 from .optim import build_optimizer, set_lr, warmup_cosine_lr
 from .report import plot_curves
 from .step import ContrastiveStep, Micro, Towers, build_train_loss, wrap_ddp
-from .validate import build_validation_hooks, run_validation
+from .validate import build_validation_hooks, run_validation, shapes_validation_of_other_data
 
 MAX_LOGIT_SCALE = math.log(100)
 
@@ -96,6 +96,7 @@ class Trainer:
         self.data = TrainData(cfg, self.model.config.preprocess, self.tokenizer, self.env)
         self.eval_transform = ImageTransform(self.model.config.preprocess)
         self.val_hooks = build_validation_hooks(cfg)
+        self._warn([note] if (note := shapes_validation_of_other_data(cfg)) else [])
         if cfg.warmup_steps >= self.total_steps:
             self._warn([f"--warmup-steps {cfg.warmup_steps} is not shorter than the run ({self.total_steps} steps): "
                         f"the learning rate never reaches --lr {cfg.lr:g}"])
