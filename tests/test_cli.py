@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 import clipforge
@@ -191,3 +192,9 @@ def test_exit_codes_agree_when_every_image_fails(model_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "emb" / "summary.json").read_text())["skipped"] == 2
     assert main(["classify", str(folder), "--labels", "red,blue", *model]) == 1
     assert main(["classify", str(tmp_path / "missing"), "--labels", "red,blue", *model]) == 2  # bad input
+
+
+def test_eval_usage_shows_report_as_optional():
+    run = run_cli(["eval", "--help"])
+    usage = run.stdout.split("\n\n")[0]
+    assert run.returncode == 0 and usage.rstrip().endswith("[report] ...") and " report ..." not in usage

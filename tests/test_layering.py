@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: floors, CLI and public API above them
 TYPED = [
     "src/clipforge/runtime", "src/clipforge/data", "src/clipforge/registry.py", "src/clipforge/files.py",
+    "src/clipforge/extras.py",
     "src/clipforge/fast/encoder.py", "src/clipforge/api.py", "src/clipforge/adapt", "src/clipforge/evaluate",
     "src/clipforge/cli", "src/clipforge/index", "src/clipforge/zeroshot.py", "src/clipforge/probe.py",
     "src/clipforge/losses.py", "src/clipforge/dense", "src/clipforge/anomaly",

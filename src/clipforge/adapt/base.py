@@ -25,11 +25,14 @@ from torch import nn
 from ..api import load
 from ..checkpoints.io import read_tensor_file, save_safetensors
 from ..data.embedding import encode_pixels
+from ..extras import require
 from ..files import write_text_atomic
 from ..model.clip import CLIP
 from ..registry import ADAPTERS
 from ..transforms import ImageTransform, TrainTransform
 from ..zeroshot import classifier_weights, resolve_templates
+from .hparams import check_values
+from .training import train_loop
 
 if TYPE_CHECKING:
     from .data import FewShotData
@@ -44,13 +47,22 @@ _Fitted = TypeVar("_Fitted", bound="Adapter")
 
 
 class Backbone:
-    """A frozen CLIP model with its preprocessing and tokenizer; `source` is where it was loaded from."""
+    """A frozen CLIP model with its preprocessing and tokenizer; `source` is where it was loaded from.
+    With `progress`, feature extraction and the methods' training loops show progress bars (stderr)."""
 
-    def __init__(self, model: CLIP, preprocess: ImageTransform, tokenizer: Any, source: str | None = None) -> None:
+    def __init__(
+        self,
+        model: CLIP,
+        preprocess: ImageTransform,
+        tokenizer: Any,
+        source: str | None = None,
+        progress: bool = False,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.source = source
+        self.progress = progress
         self._fingerprint: str | None = None
 
     @classmethod
@@ -113,6 +125,8 @@ class Adapter(nn.Module):
     #: whether the method can build a classifier for class names never trained on (base-to-novel);
     #: `open_vocabulary` answers for one configured adapter
     supports_new_classes: ClassVar[bool] = False
+    #: optional packages (import names) the method needs, checked before any work (`clipforge.extras`)
+    requires: ClassVar[tuple[str, ...]] = ()
 
     @dataclasses.dataclass
     class Config:
@@ -131,14 +145,23 @@ class Adapter(nn.Module):
         if len(self.classnames) < 2:
             raise ValueError(f"{self.method}: need at least two class names, got {self.classnames}")
         self.templates = resolve_templates(templates)
-        known = {f.name for f in dataclasses.fields(self.Config)}
-        unknown = sorted(set(hparams) - known)
-        if unknown:
-            raise ValueError(f"{self.method}: unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
+        self.check_hparams(hparams)
         self.config = self.Config(**hparams)
         self.fitted = False
 
     backbone: Backbone
+
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any], where: str | None = None) -> None:
+        """Refuse unknown hyperparameters and values their `Config` annotation does not accept (errors start
+        with `where`, default the method's name), and check that the optional packages the method
+        `requires` are installed: all before any work."""
+        check_values(cls.Config, hparams, where or cls.method)
+        require(cls.requires)
+
+    def _train_loop(self, *args: Any, **kwargs: Any) -> list[float]:
+        """`training.train_loop(...)` with a bar named after the method when the backbone shows progress."""
+        return train_loop(*args, progress=self.backbone.progress, desc=self.method, **kwargs)
 
     # -- the interface ---------------------------------------------------------------------------
 

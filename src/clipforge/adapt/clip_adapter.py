@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Adapter
-from .training import Schedule, train_loop
+from .training import Schedule
 
 
 class ClipAdapter(Adapter):
@@ -63,7 +63,7 @@ class ClipAdapter(Adapter):
             return F.cross_entropy(self.logits(feats[epoch][idx]), train.labels[idx])
 
         sched = Schedule(cfg.optimizer, cfg.lr, cfg.epochs, cfg.batch_size)
-        train_loop(self.fc.parameters(), len(train), step_loss, sched, cfg.seed)
+        self._train_loop(self.fc.parameters(), len(train), step_loss, sched, cfg.seed)
 
     def adapt_features(self, features: torch.Tensor) -> torch.Tensor:
         g = features.float()

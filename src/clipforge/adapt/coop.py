@@ -18,7 +18,7 @@ from torch import nn
 from ..model.clip import TextTransformer
 from .base import Adapter
 from .prompts import Position, PromptTokens, encode_prompts, init_context
-from .training import Schedule, train_loop
+from .training import Schedule
 
 
 def coop_epochs(shots: int) -> int:
@@ -69,7 +69,7 @@ class PromptLearner(Adapter):
                 feats[epoch] = train.view_features(epoch, gen).float()
             return F.cross_entropy(self.logits(feats[epoch][idx]), train.labels[idx])
 
-        return train_loop([p for p in self.parameters() if p.requires_grad], len(train), step_loss, sched, seed)
+        return self._train_loop([p for p in self.parameters() if p.requires_grad], len(train), step_loss, sched, seed)
 
 
 class CoOp(PromptLearner):

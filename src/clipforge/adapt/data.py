@@ -16,6 +16,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..data.cache import FeatureCache, digest, encoder_key, preprocess_fingerprint
 from ..data.images import ImageSource, SubsetImages, as_image_source
@@ -150,9 +151,10 @@ def compute_features(
     """Un-normalised backbone features [N, d] of eval-preprocessed images."""
 
     def run() -> torch.Tensor:
+        starts = tqdm(range(0, len(images), batch), desc="image features", unit="batch", disable=not backbone.progress)
         out = [
             backbone.encode_pixels(preprocess_images(backbone, images, range(s, min(s + batch, len(images)))))
-            for s in range(0, len(images), batch)
+            for s in starts
         ]
         return torch.cat(out) if out else torch.zeros(0, backbone.embed_dim)
 
@@ -179,13 +181,16 @@ def compute_views(
 
     def run() -> torch.Tensor:
         views = []
+        bar = tqdm(total=n_views * len(images), desc="augmented views", unit="img", disable=not backbone.progress)
         for v in range(n_views):
             feats = []
             for s in range(0, len(images), batch):
                 idx = list(range(s, min(s + batch, len(images))))
                 seeds = [hash_seed(seed, v, i) for i in idx]
                 feats.append(backbone.encode_pixels(augment_images(backbone, images, idx, seeds, scale, hflip)))
+                bar.update(len(idx))
             views.append(torch.cat(feats) if feats else torch.zeros(0, backbone.embed_dim))
+        bar.close()
         return torch.stack(views)
 
     if cache is None or key is None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from .base import Adapter, as_pair
 from .data import augment_images, hash_seed, materialize
-from .training import Schedule, train_loop
+from .training import Schedule
 
 
 class FineTune(Adapter):
@@ -68,7 +68,7 @@ class FineTune(Adapter):
             return F.cross_entropy(self.logits(self.image_features(pixels)), train.labels[idx])
 
         sched = Schedule("adamw", cfg.lr, cfg.epochs, cfg.batch_size, cfg.weight_decay, warmup_lr=None)
-        train_loop(self.parameters(), len(train), step_loss, sched, cfg.seed)
+        self._train_loop(self.parameters(), len(train), step_loss, sched, cfg.seed)
 
     def zeroshot_state(self) -> dict[str, torch.Tensor]:
         """θ₀: the backbone's image encoder and the zero-shot head, in this adapter's key layout."""

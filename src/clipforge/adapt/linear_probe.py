@@ -20,6 +20,7 @@ DEFAULT_C = 0.316
 
 class LinearProbe(Adapter):
     method = "linear-probe"
+    requires = ("sklearn", "threadpoolctl")
 
     @dataclasses.dataclass
     class Config(Adapter.Config):

@@ -25,7 +25,7 @@ from ..model.vision import ModifiedResNet
 from .base import Adapter, as_pair
 from .data import augment_images, hash_seed, materialize
 from .towers import residual_blocks, vision_tower
-from .training import Schedule, train_loop
+from .training import Schedule
 
 QKV = ("q", "k", "v")
 TARGETS = (*QKV, "out", "fc", "proj")
@@ -199,7 +199,7 @@ class LoRA(Adapter):
         if cfg.iterations:
             epochs = math.ceil(cfg.iterations / math.ceil(len(train) / cfg.batch_size))
         sched = Schedule("adamw", cfg.lr, epochs, cfg.batch_size, cfg.weight_decay, warmup_lr=None)
-        train_loop(self.lora_parameters(), len(train), step_loss, sched, cfg.seed)
+        self._train_loop(self.lora_parameters(), len(train), step_loss, sched, cfg.seed)
 
     def merged(self) -> CLIP:
         """The adapted CLIP model with the LoRA updates merged into its weights (no extra inference cost)."""

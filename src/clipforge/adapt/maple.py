@@ -20,7 +20,7 @@ from .coop import PromptLearner
 from .data import augment_images, hash_seed, materialize
 from .prompts import PromptTokens, encode_image_prompted, encode_prompts, init_context
 from .towers import vit_tower
-from .training import Schedule, train_loop
+from .training import Schedule
 
 
 class MaPLe(PromptLearner):
@@ -87,6 +87,6 @@ class MaPLe(PromptLearner):
             pixels = augment_images(self.backbone, images, idx.tolist(), seeds, cfg.crop_scale, cfg.hflip)
             return F.cross_entropy(self.logits(self.encode_images(pixels)), train.labels[idx])
 
-        train_loop(
+        self._train_loop(
             self.parameters(), len(train), step_loss, Schedule("sgd", cfg.lr, cfg.epochs, cfg.batch_size), cfg.seed
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data.splits import stratified_split
 from ..probe import sample_shots
@@ -52,7 +53,8 @@ def predict(adapter: Adapter, data: FewShotData, batch_size: int = 256) -> torch
         features = data.ensure(adapter.backbone, features=True).computed("features")
         return torch.cat([adapter.logits(features[i : i + batch_size]) for i in range(0, len(data), batch_size)])
     pixels = data.ensure(adapter.backbone, pixels=True).computed("pixels")
-    out = [adapter.logits(adapter.encode(pixels[i : i + batch_size])) for i in range(0, len(data), batch_size)]
+    starts = tqdm(range(0, len(data), batch_size), desc="testing", unit="batch", disable=not adapter.backbone.progress)
+    out = [adapter.logits(adapter.encode(pixels[i : i + batch_size])) for i in starts]
     return torch.cat(out) if out else torch.zeros(0, adapter.num_classes)
 
 
@@ -138,6 +140,12 @@ def few_shot_run(
     return adapter, score(adapter, splits.test)
 
 
+def require_new_classes(cls: type[Adapter]) -> None:
+    """Refuse a closed-set method for base-to-novel (callers check before any feature work)."""
+    if not cls.supports_new_classes:
+        raise ValueError(f"{cls.method} cannot classify classes it was not trained on (no base-to-novel)")
+
+
 def base_to_novel_run(
     method: str,
     backbone: Backbone,
@@ -151,8 +159,7 @@ def base_to_novel_run(
 ) -> dict[str, float]:
     """Train on base classes (k shots), test on base and novel classes; {base, novel, hm}."""
     cls, pool, val = _prepared(method, backbone, splits, cache, views, augment)
-    if not cls.supports_new_classes:
-        raise ValueError(f"{method} cannot classify classes it was not trained on (no base-to-novel)")
+    require_new_classes(cls)
     base, novel = base_novel_classes(len(splits.classnames))
     names = splits.classnames
     adapter = cls(backbone, [names[c] for c in base], splits.templates, **(hparams or {}))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Adapter
-from .training import Schedule, train_loop
+from .training import Schedule
 
 
 def search_alpha_beta(
@@ -138,7 +138,7 @@ class TipAdapterF(TipAdapter):
             if acc > best[0]:
                 best = (acc, self.keys.detach().clone())
 
-        train_loop([self.keys], len(train), step_loss, sched, cfg.seed, keep_best)
+        self._train_loop([self.keys], len(train), step_loss, sched, cfg.seed, keep_best)
         if val is not None:
             self.keys = nn.Parameter(best[1], requires_grad=False)
         self.keys.requires_grad_(False)

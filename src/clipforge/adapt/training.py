@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 
 @dataclasses.dataclass
@@ -50,10 +51,14 @@ def train_loop(
     s: Schedule,
     seed: int = 0,
     after_epoch: Callable[[int], None] | None = None,
+    *,
+    progress: bool = False,
+    desc: str = "training",
 ) -> list[float]:
     """Minimise `step_loss(batch_indices, epoch)` over shuffled batches of range(n); returns epoch losses.
 
-    `after_epoch(epoch)` runs after each epoch (e.g. to keep the best epoch on validation data).
+    `after_epoch(epoch)` runs after each epoch (e.g. to keep the best epoch on validation data);
+    `progress` shows a bar over the epochs with the last epoch's loss.
     """
     params = list(params)
     opt = make_optimizer(params, s)
@@ -63,7 +68,8 @@ def train_loop(
     total = per_epoch * s.epochs
     warmup = min(per_epoch * s.warmup_epochs, total // 10)
     history, step = [], 0
-    for epoch in range(s.epochs):
+    bar = tqdm(range(s.epochs), desc=desc, unit="epoch", disable=not progress)
+    for epoch in bar:
         order = torch.randperm(n, generator=gen)
         running = 0.0
         for b in range(per_epoch):
@@ -79,6 +85,7 @@ def train_loop(
             running += float(loss.detach()) * len(idx)
             step += 1
         history.append(running / n)
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
         if after_epoch is not None:
             after_epoch(epoch)
     return history

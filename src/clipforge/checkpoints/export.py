@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..files import write_text_atomic
+from ..files import atomic_directory, canonical_path, write_text_atomic
 from ..model import CLIP
 from . import hf, openai
 from .io import save_safetensors
@@ -88,8 +88,20 @@ def export_openclip(model: CLIP, directory: str | Path, tokenizer: Any | None = 
     return directory
 
 
-def export(model: CLIP, directory: str | Path, fmt: str, tokenizer: Any | None = None) -> Path:
+def export(
+    model: CLIP,
+    directory: str | Path,
+    fmt: str,
+    tokenizer: Any | None = None,
+    replace: bool = False,
+    source: str | Path | None = None,
+) -> Path:
+    """Write `model` as a `fmt` checkpoint directory, all or nothing (`clipforge.files.atomic_directory`):
+    a non-empty `directory` is refused unless `replace`, and so is one that is (inside) the `source`
+    checkpoint the model was read from."""
     writers = {"native": save_native, "hf": export_hf, "openclip": export_openclip}
     if fmt not in writers:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {EXPORT_FORMATS}")
-    return writers[fmt](model, directory, tokenizer)
+    with atomic_directory(directory, replace=replace, source=source) as tmp:
+        writers[fmt](model, tmp, tokenizer)
+    return canonical_path(directory)

@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default="default", help="feature cache (default: the evaluation cache)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (also off with --json)")
     add_model_arguments(parser)
 
 
@@ -99,18 +100,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("adapters are fitted in fp32; drop --precision")
 
     cls = get_method(args.method)
+    if args.base_to_novel:
+        P.require_new_classes(cls)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    augment = {"crop_scale": tuple(args.crop_scale), "hflip": not args.no_flip}
+    hparams = {**{k: v for k, v in augment.items() if k in fields}, **dict(args.hparams)}
+    cls.check_hparams(hparams, where=f"--set ({args.method})")
     model, preprocess, tokenizer = load_from_args(args)
     source = DEFAULT_SOURCE if args.model is None else str(Path(args.model).resolve())
-    backbone = Backbone(model, preprocess, tokenizer, source)
+    backbone = Backbone(model, preprocess, tokenizer, source, progress=not (args.json or args.quiet))
     splits = P.dataset_splits(resolve_dataset(args.dataset), args.max_samples)
     if args.templates:
         splits.templates = resolve_templates(args.templates)
     cache = (
         None if args.no_cache else FeatureCache(default_cache_dir() if args.cache_dir == "default" else args.cache_dir)
     )
-    augment = {"crop_scale": tuple(args.crop_scale), "hflip": not args.no_flip}
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    hparams = {**{k: v for k, v in augment.items() if k in fields}, **dict(args.hparams)}
     views = {"views": args.views, "augment": {"scale": augment["crop_scale"], "hflip": augment["hflip"]}}
     start = time.perf_counter()
     result: dict[str, Any] = {"method": args.method, "dataset": args.dataset, "shots": args.shots, "seed": args.seed}

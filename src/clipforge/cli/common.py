@@ -9,23 +9,29 @@ from ..runtime import BACKENDS, PRECISIONS
 
 
 def add_model_arguments(
-    parser: argparse.ArgumentParser, with_model: bool = True, runtime: bool = True, engine: bool = False
+    parser: argparse.ArgumentParser,
+    with_model: bool = True,
+    runtime: bool = True,
+    engine: bool = False,
+    architecture: bool = True,
 ) -> None:
     """--model/--config/--activation; with `runtime` also --device and --precision; with `engine` the
-    inference-engine choices (--precision int8/auto, --backend) of commands that only embed."""
+    inference-engine choices (--precision int8/auto, --backend) of commands that only embed. Commands
+    whose model is recorded elsewhere (an index's) leave out --config/--activation (`architecture=False`)."""
     if with_model:
         parser.add_argument(
             "--model",
             default=None,
             help="checkpoint: native dir, OpenAI .pt, OpenCLIP file/dir or HF dir (default: embedded model)",
         )
-    parser.add_argument("--config", default=None, help="architecture override: preset name or config JSON")
-    parser.add_argument(
-        "--activation",
-        choices=["quick_gelu", "gelu"],
-        default=None,
-        help="activation for bare state dicts that do not record it (OpenAI weights: quick_gelu)",
-    )
+    if architecture:
+        parser.add_argument("--config", default=None, help="architecture override: preset name or config JSON")
+        parser.add_argument(
+            "--activation",
+            choices=["quick_gelu", "gelu"],
+            default=None,
+            help="activation for bare state dicts that do not record it (OpenAI weights: quick_gelu)",
+        )
     if not runtime:
         return
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")

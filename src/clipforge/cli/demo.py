@@ -1,7 +1,9 @@
 """`clipforge demo`: the main job end to end on the embedded default model.
 
 Generates a few shapes-world images, classifies their shape and colour zero-shot, runs text→image
-retrieval over them, prints the results and writes a PNG report.
+retrieval over them, prints the results and writes a PNG report into --out-dir (default
+$CLIPFORGE_CACHE/demo, else ~/.cache/clipforge/demo: never the working directory unasked). The
+report and the printed table show at most `SHOWN` images (all of them are in results.json).
 """
 
 from __future__ import annotations
@@ -15,14 +17,24 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.shapes import ShapesClassification, ShapesWorld
+from ..evaluate import default_cache_dir
 from ..zeroshot import ZeroShotClassifier
 from .common import add_model_arguments, load_from_args
 
 HELP = "generate shapes-world images, classify them zero-shot, search them by text, write a PNG report"
+SHOWN = 48  # images drawn in the report and printed (8 columns x 6 rows)
+COLUMNS = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="clipforge-demo", help="output folder (images, report.png, results.json)")
+    parser.add_argument(
+        "--out-dir",
+        "--out",
+        dest="out_dir",
+        default=None,
+        help="output folder: images/, report.png, results.json (default: $CLIPFORGE_CACHE/demo, else "
+        "~/.cache/clipforge/demo)",
+    )
     parser.add_argument("-n", "--num-images", type=int, default=12, help="shapes-world images to generate (default 12)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated images (default 1)")
     parser.add_argument("--queries", nargs="*", default=None, help="text queries (default: made from the scenes)")
@@ -33,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.num_images <= 512:
         raise ValueError("--num-images must be between 1 and 512")
-    out = Path(args.out)
+    out = Path(args.out_dir) if args.out_dir else default_cache_dir("demo")
     (out / "images").mkdir(parents=True, exist_ok=True)
     model, preprocess, tokenizer = load_from_args(args)
     world = ShapesWorld(
@@ -83,13 +95,15 @@ def run(args: argparse.Namespace) -> int:
     ]
 
     print(f"zero-shot classification of {len(samples)} shapes-world images ({model.config.name or 'model'}):")
-    for row in results:
+    for row in results[:SHOWN]:
         marks = "  ".join(
             f"{t}: {row[t]['predicted']:8s} {row[t]['probability']:6.1%} "
             f"{'ok' if row[t]['predicted'] == row[t]['true'] else 'x (' + row[t]['true'] + ')'}"
             for t in heads
         )
         print(f"  {Path(row['image']).name}  {marks}")
+    if len(results) > SHOWN:
+        print(f"  ... and {len(results) - SHOWN} more (all in results.json)")
     acc = {t: sum(r[t]["predicted"] == r[t]["true"] for r in results) / len(results) for t in heads}
     print(
         "accuracy: " + ", ".join(f"{t} {a:.0%} (chance {1 / len(heads[t][0].classnames):.0%})" for t, a in acc.items())
@@ -117,24 +131,32 @@ def _default_queries(samples) -> list[str]:
 
 
 def _plot(samples, results, retrieval, paths, path: Path, tile: int = 128) -> Path:
-    """A PNG contact sheet drawn with Pillow (no plotting dependency): labelled images, then one row
-    per text query with its top images."""
+    """A PNG contact sheet drawn with Pillow (no plotting dependency): the first `SHOWN` images in a grid
+    of `COLUMNS`, each labelled with its prediction (and, when wrong, the true class), then one row per
+    text query with its top images."""
 
     font = ImageFont.load_default(size=13) if hasattr(ImageFont, "load_default") else None
-    label_h, cols = 34, min(len(samples), 6)
-    rows = -(-len(samples) // cols)
+    shown = min(len(samples), SHOWN)
+    label_h, cols = 34, min(shown, COLUMNS)
+    rows = -(-shown // cols)
     k = len(retrieval[0]["top"]) if retrieval else 0
     width = tile * max(cols, k + 2)
     height = 30 + rows * (tile + label_h) + 30 + len(retrieval) * (tile + label_h)
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((6, 8), "zero-shot labels (green = right, red = wrong)", fill="black", font=font)
-    for i, (s, r) in enumerate(zip(samples, results)):
+    title = "zero-shot labels (green = right, red = wrong, with the true class below)"
+    if shown < len(samples):
+        title += f"; the first {shown} of {len(samples)} images (all in results.json)"
+    draw.text((6, 8), title, fill="black", font=font)
+    for i, (s, r) in enumerate(zip(samples[:shown], results)):
         x, y = (i % cols) * tile, 30 + (i // cols) * (tile + label_h)
         sheet.paste(s.image.resize((tile - 8, tile - 8), Image.Resampling.NEAREST), (x + 4, y))
         ok = all(r[t]["predicted"] == r[t]["true"] for t in ("shape", "colour"))
         text = f"{r['colour']['predicted']} {r['shape']['predicted']}"
         draw.text((x + 4, y + tile - 6), text, fill=(0, 130, 0) if ok else (200, 0, 0), font=font)
+        if not ok:
+            truth = f"true: {r['colour']['true']} {r['shape']['true']}"
+            draw.text((x + 4, y + tile + 9), truth, fill=(90, 90, 90), font=font)
     y0 = 30 + rows * (tile + label_h)
     draw.text((6, y0 + 8), "text -> image retrieval (top matches, cosine similarity)", fill="black", font=font)
     index = {str(p): i for i, p in enumerate(paths)}

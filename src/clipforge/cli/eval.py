@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "for zeroshot/robustness; --model defaults to the checkpoint it records",
     )
     add_model_arguments(parser, engine=True)
-    sub = parser.add_subparsers(dest="eval_command", metavar="report")
+    sub = parser.add_subparsers(dest="eval_command", metavar="[report]", title="or merge reports")
     rep = sub.add_parser(
         "report",
         help="merge result JSONs into a CSV and a Markdown table",

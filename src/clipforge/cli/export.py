@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import time
 
+from tqdm.auto import tqdm
+
+from ..extras import require
 from ..fast.onnx import DEFAULT_OPSET, export_onnx, quantize_int8
 from .common import add_model_arguments, load_from_args
 
@@ -31,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18)")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs torch comparison")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (also off with --json)")
     add_model_arguments(parser, runtime=False)
 
 
@@ -38,17 +42,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoint and args.model and args.checkpoint != args.model:
         raise ValueError("give the checkpoint once: positionally or with --model")
-    model, _, _ = load_from_args(args, path=args.checkpoint or args.model)
     verify = not args.no_verify
-    _require("onnx", "exporting")
-    _require("onnxscript", "exporting")
-    if verify or args.export_precision == "int8":
-        _require("onnxruntime", "verifying or quantising (or pass --no-verify)")
-    result = export_onnx(model, args.out, opset=args.opset or DEFAULT_OPSET, verify=verify)
+    require(["onnx", "onnxscript", *(["onnxruntime"] if verify or args.export_precision == "int8" else [])], "onnx")
+    model, _, _ = load_from_args(args, path=args.checkpoint or args.model)
+    start, progress = time.perf_counter(), not (args.json or args.quiet)
+    result = export_onnx(model, args.out, opset=args.opset or DEFAULT_OPSET, verify=verify, progress=progress)
     summary: dict = {"out": str(result.directory), "image": str(result.image), "text": str(result.text)}
     if args.export_precision == "int8":
-        summary["image_int8"] = str(quantize_int8(result.image, result.directory / "image.int8.onnx"))
-        summary["text_int8"] = str(quantize_int8(result.text, result.directory / "text.int8.onnx"))
+        for tower in tqdm(("image", "text"), desc="quantising to int8", unit="graph", disable=not progress):
+            graph = result.image if tower == "image" else result.text
+            summary[f"{tower}_int8"] = str(quantize_int8(graph, result.directory / f"{tower}.int8.onnx"))
+    summary["seconds"] = round(time.perf_counter() - start, 2)
     ok = True
     if verify:
         summary.update(image_max_abs=result.image_max_abs, text_max_abs=result.text_max_abs, tolerance=TOLERANCE)
@@ -64,10 +68,5 @@ def run(args: argparse.Namespace) -> int:
             status = "ok" if ok else f"FAILED (> {TOLERANCE:g})"
             diffs = f"image {result.image_max_abs:.2e}, text {result.text_max_abs:.2e}"
             print(f"onnxruntime vs torch max abs: {diffs} {status}")
+        print(f"exported in {summary['seconds']:.1f} s")
     return 0 if ok else 1
-
-
-def _require(module: str, why: str) -> None:
-
-    if importlib.util.find_spec(module) is None:
-        raise ValueError(f"{why} needs the {module} package: pip install {module}")

@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 from ..index.build import BuildOptions, add_to_index, build_index, summarize
 from ..index.search import SearchIndex
-from ..runtime import BACKENDS, PRECISIONS
+from .common import add_model_arguments
 
 HELP = "build, extend or describe a search index over images (folders, globs, CSV, webdataset .tar)"
 
@@ -36,10 +36,8 @@ def _add_embedding_arguments(p: argparse.ArgumentParser, build: bool) -> None:
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     if build:
         p.add_argument("--shard-size", type=int, default=10_000, help="rows per embedding shard (unit of resume)")
-        p.add_argument("--model", default=None, help="checkpoint, any format clipforge.load reads (default: embedded)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda:LOCAL_RANK if available)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for clipforge embed")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="as for clipforge embed")
+    # build records --model/--config/--activation in the index; add embeds with what it recorded
+    add_model_arguments(p, with_model=build, engine=True, architecture=build)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         progress=not (args.quiet or args.json),
+        config=getattr(args, "config", None),
+        activation=getattr(args, "activation", None),
     )
     if args.index_command == "build":
         report = build_index(args.inputs, args.out, model=args.model, options=opts)

@@ -14,6 +14,7 @@ import warnings
 from typing import Sequence, TextIO
 
 from .. import __version__
+from ..extras import MissingExtra, install_hint, require_extra
 from ..registry import COMMANDS
 from ..zeroshot import UnknownWordsWarning
 
@@ -24,22 +25,23 @@ _COMMAND_MODULES = (
 for _name in _COMMAND_MODULES:
     COMMANDS.register_lazy(_name, f"clipforge.cli.{_name}")
 
+#: the extra a command needs whatever its arguments: checked before the command does any work (and named
+#: in the hint when its module cannot even be imported)
+EXTRA_OF_COMMAND = {"index": "index", "search": "index", "serve": "serve"}
+
 
 class _MissingDependency:
     """Stands in for a command whose optional dependency is not installed: it says what to install."""
 
     def __init__(self, name: str, missing: str) -> None:
-        self.HELP = f"(unavailable: needs the optional package {missing!r})"
-        self._message = (
-            f"'clipforge {name}' needs the optional package {missing!r}; "
-            f"install it (see the README's extras, e.g. pip install 'clipforge[all]')"
-        )
+        self.HELP = f"(unavailable: {install_hint(missing, EXTRA_OF_COMMAND.get(name))})"
+        self._message = install_hint(missing, EXTRA_OF_COMMAND.get(name))
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("rest", nargs=argparse.REMAINDER)
 
     def run(self, args: argparse.Namespace) -> int:
-        raise ValueError(self._message)
+        raise MissingExtra(self._message)
 
 
 def _command_modules():
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             _show_plainly(UnknownWordsWarning, args.command)
+            if args.command in EXTRA_OF_COMMAND:
+                require_extra(EXTRA_OF_COMMAND[args.command])
             return int(args._run(args) or 0)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         # Bad input: one clear line, no traceback. (CheckpointError and ImageDecodeError are ValueErrors;

@@ -8,8 +8,8 @@ import json
 import numpy as np
 
 from ..index.search import SearchIndex
-from ..runtime import BACKENDS, PRECISIONS
 from ..zeroshot import warn_unknown_words
+from .common import add_model_arguments
 
 HELP = "search an index by text and/or image"
 
@@ -24,9 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per result")
     parser.add_argument("--model", default=None, help="override the checkpoint recorded in the index")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for clipforge embed")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as for clipforge embed")
+    add_model_arguments(parser, with_model=False, engine=True, architecture=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..runtime import BACKENDS, PRECISIONS
 from ..serve import Limits, create_app, serve
 from ..serve.guard import LOOPBACK_HOSTS
+from .common import add_model_arguments
 
 HELP = "serve an index over HTTP: /search, /classify, /embed, /image/{id}, a web page at / and docs at /docs"
 
@@ -16,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port on 127.0.0.1 (default 8000)")
     parser.add_argument("--model", default=None, help="override the checkpoint recorded in the index")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for clipforge embed")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as for clipforge embed")
+    add_model_arguments(parser, with_model=False, engine=True, architecture=False)
     parser.add_argument("--templates", default="openai7", help="default prompt templates for /classify")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
     parser.add_argument("--max-k", type=int, default=100, help="most results per search")

@@ -33,7 +33,7 @@ FIELD_HELP = {
     "local_loss": "under torchrun, score only local rows against all columns (clip, cloob, distill)",
     "gather_with_grad": "all-gather features with gradient (exact large-batch gradient)",
     "epochs": "passes over the data",
-    "max_steps": "stop after this many optimiser steps (caps --epochs)",
+    "max_steps": "train exactly this many optimiser steps (wins over --epochs: epochs go on as needed)",
     "batch_size": "global batch per optimiser step (split over processes and --accum-steps)",
     "accum_steps": "micro-batches per step (features cached, so the loss sees the whole batch)",
     "lr": "peak learning rate (AdamW)",
@@ -86,7 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-config", dest="train_config", default=None, metavar="JSON", help="base TrainConfig JSON file"
     )
     parser.add_argument("--config", dest="train_config", action=_DeprecatedConfig, help=argparse.SUPPRESS)
-    parser.add_argument("--resume", default="auto", help="auto (latest in out-dir), none, or a checkpoint path")
+    parser.add_argument(
+        "--resume",
+        default="auto",
+        help="auto (latest in out-dir; a run with another config is refused), none (start afresh, deleting the "
+        "out-dir's checkpoints), or a checkpoint path",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig()
     for f in dataclasses.fields(TrainConfig):

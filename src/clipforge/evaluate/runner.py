@@ -11,6 +11,7 @@ from ..adapt import Backbone, load_adapted
 from ..adapt.surface import AdaptedModel, check_runtime
 from ..api import load
 from ..config import Activation
+from ..extras import MissingExtra, install_hint, missing, require
 from ..registry import EVAL_TASKS
 from ..runtime import Backend, Encoder, Precision
 from . import builtin  # noqa: F401  (registers shapes and digits)
@@ -18,13 +19,13 @@ from .config import EvalConfig
 from .datasets import DatasetSource, EvalDataset
 from .results import save_result
 from .sources import resolve_dataset
-from .tasks import EvalResult, Evaluator
+from .tasks import PROBE_PACKAGES, EvalResult, Evaluator
 
 
-def default_cache_dir() -> Path:
-    """$CLIPFORGE_CACHE/features, else ~/.cache/clipforge/features."""
+def default_cache_dir(part: str = "features") -> Path:
+    """$CLIPFORGE_CACHE/PART, else ~/.cache/clipforge/PART (features; `demo` for `clipforge demo`'s output)."""
     root = os.environ.get("CLIPFORGE_CACHE")
-    return Path(root) / "features" if root else Path.home() / ".cache" / "clipforge" / "features"
+    return Path(root) / part if root else Path.home() / ".cache" / "clipforge" / part
 
 
 @dataclass
@@ -123,6 +124,7 @@ def evaluate(
         other = [t for t in names if t not in fits]
         if other:
             raise ValueError(f"an adapter classifies with its own head: tasks {other} do not apply (use {fits})")
+    _require_packages(names, cfg.plots and out_dir is not None, cfg.probe_robustness)
     specs = [datasets] if isinstance(datasets, (str, Path, DatasetSource)) else list(datasets)
     sources = [resolve_dataset(s) for s in specs]
     plans = [_plan(source, names, is_all, cfg.split, cfg.max_samples) for source in sources]  # fail before any work
@@ -147,6 +149,18 @@ def evaluate(
     return outputs
 
 
+def _require_packages(tasks: Sequence[str], plots: bool, probe_robustness: bool) -> None:
+    """Fail before any work when the plots or the robustness probes need a missing optional package
+    (tasks' own `requires` are checked per task by `_plan`)."""
+    if plots:
+        try:
+            require(["matplotlib"], "eval")
+        except MissingExtra as exc:
+            raise MissingExtra(f"{exc}, or pass --no-plots") from None
+    if probe_robustness and "robustness" in tasks:
+        require(PROBE_PACKAGES, "eval")
+
+
 def _plan(
     source: DatasetSource, tasks: Sequence[str], is_all: bool, split: str | None, max_samples: int | None
 ) -> tuple[Callable[[], EvalDataset], list[tuple[str, str | None]]]:
@@ -163,7 +177,13 @@ def _plan(
 
     plan = []
     for task in tasks:
-        reason = EVAL_TASKS.get(task).why_not(source, test_set)
+        spec = EVAL_TASKS.get(task)
+        absent = missing(spec.requires)
+        reason = (
+            install_hint(absent[0], "eval")
+            if absent
+            else spec.why_not(source, test_set) or spec.empty_split(source, test_set, split, max_samples)
+        )
         if reason is not None and not is_all:
             raise ValueError(f"cannot run {task} on {source.name!r}: {reason}")
         plan.append((task, reason))

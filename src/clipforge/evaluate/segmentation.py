@@ -65,6 +65,6 @@ def run_segmentation(
 
 register_task(
     "segmentation",
-    EvalTask(run_segmentation, ("masks",)),
+    EvalTask(run_segmentation, ("masks",), reads="own"),
     "zero-shot semantic segmentation from dense features: mIoU, pixel accuracy, per-class IoU",
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -243,10 +243,12 @@ class Evaluator:
             artifacts={"examples": examples, "dataset": dataset},
         )
 
+    @staticmethod
     def probe_splits(
-        self, source: DatasetSource, test_split: str | None = None, max_samples: int | None = None, seed: int = 0
+        source: DatasetSource, test_split: str | None = None, max_samples: int | None = None, seed: int = 0
     ) -> tuple[EvalDataset, EvalDataset, EvalDataset, list[str]]:
-        """(train, val, test) for probes; carves val from train, or 60/20/20 from unsplit data."""
+        """(train, val, test) for probes; carves val from train, or 60/20/20 from unsplit data (no features
+        are computed: the plan calls this before any work to find empty splits)."""
         notes: list[str] = []
         splits = source.splits
         if "train" in splits:
@@ -255,16 +257,16 @@ class Evaluator:
             if "val" in splits:
                 val = source.load("val", max_samples=max_samples, seed=seed)
             else:
-                tr, va = stratified_split(self._need_labels(train, "the linear probe"), (0.8, 0.2), seed)
+                tr, va = stratified_split(Evaluator._need_labels(train, "the linear probe"), (0.8, 0.2), seed)
                 train, val = train.subset(tr), train.subset(va)
                 notes.append("no validation split: 20% of train (stratified) used for choosing C")
         else:
             full = source.load(splits[0], max_samples=max_samples, seed=seed)
-            tr, va, te = stratified_split(self._need_labels(full, "the linear probe"), (0.6, 0.2, 0.2), seed)
+            tr, va, te = stratified_split(Evaluator._need_labels(full, "the linear probe"), (0.6, 0.2, 0.2), seed)
             train, val, test = full.subset(tr), full.subset(va), full.subset(te)
             notes.append(f"no train split: a stratified 60/20/20 train/val/test split of {splits[0]!r} was made")
         for d in (train, val, test):
-            self._need_labels(d, "the linear probe")
+            Evaluator._need_labels(d, "the linear probe")
         return train, val, test, notes
 
     def _probe_features(
@@ -484,6 +486,9 @@ class Evaluator:
 
 # -- the task registry ------------------------------------------------------------------------------
 
+#: what the probes (`clipforge.probe`) import: scikit-learn's logistic regression and threadpoolctl
+PROBE_PACKAGES = ("sklearn", "threadpoolctl")
+
 #: what a task can need from a dataset: (reason it is missing, whether `source` / its `test_set()` has it)
 NEEDS: dict[str, tuple[str, Callable[[DatasetSource, Callable[[], EvalDataset]], bool]]] = {
     "labels": ("the dataset has no class labels", lambda source, test_set: source.classnames is not None),
@@ -502,12 +507,33 @@ class EvalTask:
 
     `run(evaluator, source, test_set, config)` returns the result; `test_set()` loads the
     evaluation split lazily (tasks that draw their own splits ignore it). `needs` names keys of
-    `NEEDS`; `with_adapter` says whether a fitted adapter's head may stand in for the prompts.
+    `NEEDS`; `with_adapter` says whether a fitted adapter's head may stand in for the prompts. `reads`
+    says which splits it embeds, so an empty one is found before any work: "test" (the evaluation
+    split), "probe" (`Evaluator.probe_splits`: train, val and test) or "own" (the task checks itself).
+    `requires` lists optional packages (import names) it cannot run without, checked before any work.
     """
 
     run: Callable[[Evaluator, DatasetSource, Callable[[], EvalDataset], EvalConfig], EvalResult]
     needs: tuple[str, ...] = ()
     with_adapter: bool = False
+    reads: Literal["test", "probe", "own"] = "test"
+    requires: tuple[str, ...] = ()
+
+    def empty_split(
+        self, source: DatasetSource, test_set: Callable[[], EvalDataset], split: str | None, max_samples: int | None
+    ) -> str | None:
+        """Which split this task reads has no samples (None if none is empty); loads no features."""
+        cap = f" with --max-samples {max_samples}" if max_samples else ""
+        if self.reads == "test":
+            test = test_set()
+            return f"split {test.split!r} has no samples{cap}" if len(test) == 0 else None
+        if self.reads == "probe":
+            train, val, test, notes = Evaluator.probe_splits(source, split, max_samples)
+            if min(len(train), len(val), len(test)) == 0:
+                sizes = f"train {len(train)}, val {len(val)}, test ({test.split}) {len(test)}"
+                made = f" ({notes[0]})" if notes else ""
+                return f"a probe needs samples in every split{cap}, and one is empty: {sizes}{made}"
+        return None
 
     def why_not(self, source: DatasetSource, test_set: Callable[[], EvalDataset]) -> str | None:
         """Why this task cannot run on `source` (None if it can)."""
@@ -538,13 +564,21 @@ register_task(
 )
 register_task(
     "linear-probe",
-    EvalTask(lambda ev, src, test, c: ev.linear_probe(src, c.split, c.max_samples), ("labels",)),
+    EvalTask(
+        lambda ev, src, test, c: ev.linear_probe(src, c.split, c.max_samples),
+        ("labels",),
+        reads="probe",
+        requires=PROBE_PACKAGES,
+    ),
     "logistic regression on frozen features, C chosen on validation",
 )
 register_task(
     "few-shot",
     EvalTask(
-        lambda ev, src, test, c: ev.few_shot(src, c.shots, c.seeds, c.templates, c.split, c.max_samples), ("labels",)
+        lambda ev, src, test, c: ev.few_shot(src, c.shots, c.seeds, c.templates, c.split, c.max_samples),
+        ("labels",),
+        reads="probe",
+        requires=PROBE_PACKAGES,
     ),
     "k-shot linear probes (and zero-shot-initialised ones) over seeds",
 )

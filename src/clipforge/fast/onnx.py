@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..model import CLIP
 from .encoder import FastCLIP
@@ -78,8 +79,11 @@ def export_module(
         registry_log.setLevel(level)
 
 
-def export_onnx(model: CLIP, directory: str | Path, opset: int = DEFAULT_OPSET, verify: bool = True) -> OnnxExport:
-    """Write both towers as fp32 ONNX graphs; with `verify`, compare onnxruntime to torch."""
+def export_onnx(
+    model: CLIP, directory: str | Path, opset: int = DEFAULT_OPSET, verify: bool = True, progress: bool = False
+) -> OnnxExport:
+    """Write both towers as fp32 ONNX graphs; with `verify`, compare onnxruntime to torch. `progress` shows a
+    bar over the stages (image graph, text graph, verification)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     if model.dtype != torch.float32 or model.device.type != "cpu":
@@ -89,9 +93,14 @@ def export_onnx(model: CLIP, directory: str | Path, opset: int = DEFAULT_OPSET, 
     pixels, tokens = _example_inputs(model)
     batch = torch.export.Dim("batch", min=1)
     length = torch.export.Dim("length", min=1, max=model.config.text.context_length)
+    bar = tqdm(total=3 if verify else 2, desc="exporting to ONNX", unit="stage", disable=not progress)
     with torch.no_grad():
+        bar.set_postfix_str("image graph")
         export_module(ImageGraph(model), pixels, out / IMAGE_FILE, "pixels", {0: batch}, opset)
+        bar.update(1)
+        bar.set_postfix_str("text graph")
         export_module(TextGraph(model), tokens, out / TEXT_FILE, "tokens", {0: batch, 1: length}, opset)
+        bar.update(1)
     meta = {
         "format": "clipforge-onnx",
         "opset": opset,
@@ -102,7 +111,10 @@ def export_onnx(model: CLIP, directory: str | Path, opset: int = DEFAULT_OPSET, 
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     result = OnnxExport(out, out / IMAGE_FILE, out / TEXT_FILE)
     if verify:
+        bar.set_postfix_str("verifying with onnxruntime")
         result.image_max_abs, result.text_max_abs = verify_onnx(model, out)
+        bar.update(1)
+    bar.close()
     return result
 
 

@@ -19,6 +19,8 @@ from typing import Any, Iterable, Literal
 
 import numpy as np
 
+from ..extras import install_hint
+
 IndexKind = Literal["flat", "ivf_flat", "ivf_pq", "hnsw"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf_flat", "ivf_pq")
 
@@ -36,7 +38,7 @@ def _faiss():
     try:
         import faiss  # optional (`index` extra): only ANN indexes need faiss
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("clipforge.index needs faiss: pip install faiss-cpu") from exc
+        raise ImportError(f"clipforge.index needs faiss: {install_hint('faiss', 'index')}") from exc
     return faiss
 
 

@@ -59,6 +59,8 @@ class BuildOptions:
     precision: str = "fp32"
     backend: str | None = None  # inference engine (see clipforge.load); None = the plain model
     progress: bool = True
+    config: str | None = None  # architecture override of a build's model (recorded in index.json)
+    activation: str | None = None  # activation of a bare state dict (recorded in index.json)
 
     def request(self) -> dict[str, Any]:
         return {"captions": self.captions, "image_column": self.image_column, "caption_column": self.caption_column}
@@ -154,25 +156,35 @@ class _Models:
 
     def __init__(self, opts: BuildOptions, ctx: DistContext) -> None:
         self.opts, self.ctx = opts, ctx
-        self._loaded: dict[str | None, tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]] = {}
+        self._loaded: dict[tuple, tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]] = {}
 
-    def get(self, path: str | None) -> tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]:
-        if path not in self._loaded:
+    def get(self, record: dict[str, Any]) -> tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]:
+        """The model a `record` (as index.json stores it) names, loaded once."""
+        key = (record["path"], record.get("config"), record.get("activation"))
+        if key not in self._loaded:
             device = self.opts.device
             if device is None:
                 device = f"cuda:{self.ctx.local_rank}" if torch.cuda.is_available() else "cpu"
-            self._loaded[path] = load(
-                path,
+            self._loaded[key] = load(
+                record["path"],
                 device=device,
                 precision=as_precision(self.opts.precision),
                 backend=as_backend(self.opts.backend),
+                config=record.get("config"),
+                activation=record.get("activation"),
             )
-        return self._loaded[path]
+        return self._loaded[key]
 
     def record(self, model: str | Path | None) -> dict[str, Any]:
-        """What index.json stores about the model (None = the embedded default model)."""
+        """What index.json stores about the model (path None = the embedded default model), with the
+        build's architecture options, so `index add`, `search` and `serve` load the same model."""
         path = str(Path(model).resolve()) if model is not None else None
-        return {"path": path, "embed_dim": int(self.get(path)[0].config.embed_dim)}
+        config = self.opts.config
+        if config is not None and Path(config).is_file():
+            config = str(Path(config).resolve())
+        record = {"path": path, "config": config, "activation": self.opts.activation}
+        record = {k: v for k, v in record.items() if v is not None or k == "path"}
+        return {**record, "embed_dim": int(self.get(record)[0].config.embed_dim)}
 
 
 def _pending_run(manifest: dict[str, Any]) -> Run | None:
@@ -275,7 +287,7 @@ def _embed_run(
         return 0, len(mine)
     plan = read_table(store.run_plan_path(run.number))
     shard_col = plan.column("shard").to_numpy()
-    model, preprocess, tokenizer = models.get(manifest["model"]["path"])
+    model, preprocess, tokenizer = models.get(manifest["model"])
     if model.config.embed_dim != manifest["dim"]:
         raise ValueError(f"the model embeds to {model.config.embed_dim} dims but the index holds {manifest['dim']}")
 

@@ -54,7 +54,7 @@ class SearchIndex:
         store: IndexStore,
         manifest: dict[str, Any],
         model: str | Path | None = None,
-        device: str | None = "cpu",
+        device: str | None = None,
         precision: str = "fp32",
         backend: str | None = None,
     ) -> None:
@@ -85,6 +85,8 @@ class SearchIndex:
         shards = range(int(manifest["indexed_shards"]))
         self._shard_rows = np.cumsum([0] + [int(store.load_shard(s).shape[0]) for s in shards])
         self._model_path = model if model is not None else manifest["model"]["path"]
+        recorded = manifest["model"] if model is None else {}
+        self._architecture = {"config": recorded.get("config"), "activation": recorded.get("activation")}
         self._device, self._precision, self._backend = device, precision, backend
         self._model = None
         self._classifiers: dict[tuple, Any] = {}
@@ -95,12 +97,13 @@ class SearchIndex:
         cls,
         directory: str | Path,
         model: str | Path | None = None,
-        device: str | None = "cpu",
+        device: str | None = None,
         precision: str = "fp32",
         backend: str | None = None,
     ) -> "SearchIndex":
-        """Open a built index; `model` overrides the checkpoint recorded at build time; `precision` and
-        `backend` choose how queries are embedded (see `clipforge.load`).
+        """Open a built index; `model` overrides the checkpoint recorded at build time (and the architecture
+        options recorded with it); `precision` and `backend` choose how queries are embedded and `device`
+        where (default: CUDA when present, as `clipforge.load`).
 
         While an `index add` is unfinished, the index as of its last completed run is served.
         """
@@ -123,7 +126,7 @@ class SearchIndex:
         with self._lock:
             if self._model is None:
                 precision, backend = as_precision(self._precision), as_backend(self._backend)
-                loaded = load(self._model_path, self._device, precision, backend=backend)
+                loaded = load(self._model_path, self._device, precision, backend=backend, **self._architecture)
                 if loaded[0].config.embed_dim != self.dim:
                     raise ValueError(f"the model embeds to {loaded[0].config.embed_dim} dims, the index {self.dim}")
                 self._model = loaded

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.inputs import Item
+from ..extras import install_hint
 from ..files import atomic_path, save_npy_atomic, write_json_atomic
 from ..images import SkipLog
 
@@ -36,7 +37,7 @@ def _pa():
         import pyarrow as pa  # optional (`index` extra): imported where tables are read or written
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("clipforge.index needs pyarrow: pip install pyarrow") from exc
+        raise ImportError(f"clipforge.index needs pyarrow: {install_hint('pyarrow', 'index')}") from exc
     return pa, pq
 
 

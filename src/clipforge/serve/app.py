@@ -39,7 +39,7 @@ def create_app(
     index: SearchIndex | str | Path,
     limits: Limits | None = None,
     model: str | Path | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     templates: str = "openai7",
     preload: bool = True,
     precision: str = "fp32",

@@ -207,6 +207,17 @@ def load_resume(resume: str | None, ckpt_dir: Path) -> tuple[Path | None, dict[s
     return None, None, notes
 
 
+def remove_checkpoints(directory: Path) -> int:
+    """Delete a run directory's checkpoints, their checksums and `latest.json` (a run started afresh in it:
+    the old, higher step numbers would otherwise outrank the new run's in keep-last and resume)."""
+    found = sorted(directory.glob("step_*.pt")) if directory.is_dir() else []
+    for path in found:
+        path.unlink(missing_ok=True)
+        checksum_path(path).unlink(missing_ok=True)
+    (directory / LATEST).unlink(missing_ok=True)
+    return len(found)
+
+
 def remove_stale_temporaries(*directories: Path) -> list[Path]:
     """Delete the temporary files a killed writer left (`.NAME.XXXX.tmp` of `files.atomic_path`)."""
     removed = []

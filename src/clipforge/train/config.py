@@ -15,6 +15,11 @@ from ..losses import LOSSES, build_loss
 #: Loss constructor arguments the trainer sets itself (from the process group or their own fields).
 TRAINER_LOSS_ARGS = ("rank", "world_size", "gather", "local_loss", "gather_with_grad")
 
+#: Fields a resumed run may change: how long it runs and its logistics, not what it trains or how.
+RESUMABLE_FIELDS = frozenset(
+    {"out_dir", "epochs", "max_steps", "workers", "device", "log_every", "save_every", "keep_last", "eval_every"}
+)
+
 #: Fields older configs may hold that no longer exist: reading them warns and drops them.
 REMOVED_FIELDS = {
     "tensorboard": "it never wrote anything; metrics are in metrics.jsonl and curves.png",
@@ -102,6 +107,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.accum_steps >= 1, "accum_steps must be >= 1"),
             (self.epochs >= 1, "epochs must be >= 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1 (or unset)"),
             (self.lr > 0, "lr must be > 0"),
             (self.keep_last >= 1, "keep_last must be >= 1"),
             (bool(self.data), "data must name at least one source"),
@@ -185,6 +191,18 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"train config: unknown field(s) {unknown}")
         return cls(**data)
+
+    def differences(self, saved: dict[str, Any]) -> list[str]:
+        """`field: saved -> this` for each field outside `RESUMABLE_FIELDS` where a saved config differs."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a removed field of an old run changes nothing
+            old = json.loads(json.dumps(TrainConfig.from_dict(saved).to_dict()))
+        new = json.loads(json.dumps(self.to_dict()))
+        return [
+            f"{name}: {json.dumps(old[name])} -> {json.dumps(new[name])}"
+            for name in new
+            if name not in RESUMABLE_FIELDS and old[name] != new[name]
+        ]
 
     @classmethod
     def from_json(cls, path: str | Path) -> "TrainConfig":

@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..data.columns import is_manifest, read_pairs
-from ..data.shapes import SPLITS, ShapesWorld
+from ..data.shapes import SPLITS, TASKS, ShapesWorld
 from ..data.shards import expand_shards, index_shard, is_shard_pattern, read_range
 from ..data.spec import Spec, parse_named, parse_spec, source_name
 from ..images import ImageDecodeError, iter_image_files, load_image
@@ -149,6 +149,11 @@ def _shapes(spec: Spec) -> ShapesSource:
             size = int(part)
         elif part in SPLITS:
             split = part
+        elif part not in TASKS:
+            raise ValueError(
+                f"training data (--data) {spec.text!r}: {part!r} is not a sample count (shapes:N), "
+                f"a split ({', '.join(SPLITS)}) or a task ({', '.join(TASKS)})"
+            )
     spec.options = named.options
     size = spec.pop_int("n", spec.pop_int("size", size))
     source = ShapesSource(

@@ -53,7 +53,8 @@ class TrainData:
         self.steps_per_epoch = per_epoch // cfg.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"{per_epoch} samples per epoch is less than one batch of {cfg.batch_size}")
-        self.total_steps = min(cfg.max_steps or 10**18, self.steps_per_epoch * cfg.epochs)
+        # --max-steps wins over --epochs: the epochs go on (each a fresh permutation) until it is reached
+        self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
         self.plan = EpochPlan(sizes, cfg.weights or [1.0] * len(sources), per_epoch, cfg.seed)
         self.transform = TrainTransform(preprocess, scale=cfg.train_crop_scale, hflip=cfg.hflip)
         self.dataset = PairDataset(sources, self.plan, self.transform, tokenizer)

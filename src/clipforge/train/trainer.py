@@ -11,8 +11,9 @@ import json
 import math
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ from .model import build_student, load_teacher
 from .optim import build_optimizer, set_lr, warmup_cosine_lr
 from .report import plot_curves
 from .step import ContrastiveStep, Micro, Towers, build_train_loss, wrap_ddp
-from .validate import build_validation_hooks, run_validation
+from .validate import build_validation_hooks, run_validation, shapes_validation_of_other_data
 
 MAX_LOGIT_SCALE = math.log(100)
 
@@ -41,10 +42,19 @@ class TrainingDiverged(RuntimeError):
 
 
 class Throughput:
-    """Samples per second since the last `rate()` call."""
+    """Samples per second of training since the last `rate()` call (time spent `paused()` not counted)."""
 
     def __init__(self) -> None:
         self.start, self.samples = time.perf_counter(), 0
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the enclosed time (validation, checkpointing) out of the rate."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - began
 
     def add(self, samples: int) -> None:
         self.samples += samples
@@ -66,9 +76,9 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         self.progress = progress and self.env.is_main
         resume_path, state, notes = ckpt_io.load_resume(resume, self.ckpt_dir)
-        if self.env.is_main:
-            for note in notes:
-                print(f"warning: {note}", file=sys.stderr)
+        if state is not None:
+            self._check_same_run(resume_path, json.loads(state["train_config"]))
+        self._warn(notes)
 
         # models, loss, optimiser and the step that ties them together
         self.model, self.tokenizer = build_student(cfg, state, self.env.device)
@@ -86,6 +96,10 @@ class Trainer:
         self.data = TrainData(cfg, self.model.config.preprocess, self.tokenizer, self.env)
         self.eval_transform = ImageTransform(self.model.config.preprocess)
         self.val_hooks = build_validation_hooks(cfg)
+        self._warn([note] if (note := shapes_validation_of_other_data(cfg)) else [])
+        if cfg.warmup_steps >= self.total_steps:
+            self._warn([f"--warmup-steps {cfg.warmup_steps} is not shorter than the run ({self.total_steps} steps): "
+                        f"the learning rate never reaches --lr {cfg.lr:g}"])
 
         # counters, restored when resuming
         self.step, self.skipped, self.history = 0, 0, []
@@ -107,7 +121,21 @@ class Trainer:
     def total_steps(self) -> int:
         return self.data.total_steps
 
+    def _warn(self, notes: list[str]) -> None:
+        if self.env.is_main:
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr)
+
     # ------------------------------------------------------------------ checkpoints
+    def _check_same_run(self, path: Path | None, saved: dict[str, Any]) -> None:
+        """Refuse to resume a checkpoint of a run with another config (naming the fields that differ)."""
+        changed = self.cfg.differences(saved)
+        if changed:
+            raise ValueError(
+                f"{path} belongs to a run with another config ({'; '.join(changed)}): train into a new "
+                "--out-dir, or pass --resume none to start afresh here (that run's checkpoints are deleted)"
+            )
+
     def _restore(self, state: dict[str, Any]) -> None:
         """Continue a checkpointed run: optimiser, scaler, counters, history and RNG states."""
         self.optimizer.load_state_dict(state["optimizer"])
@@ -123,10 +151,13 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             ckpt_io.remove_stale_temporaries(self.out, self.ckpt_dir, self.out / "final")
             (self.out / "train_config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+            # metrics.jsonl may hold rows of steps after the checkpoint (the resumed run logs them again) or
+            # of an earlier run (a fresh start): it restarts from the history that goes on
+            write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in self.history))
             if resume_path:
-                # metrics.jsonl may hold rows of steps after the checkpoint: the resumed run logs them again
-                write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in self.history))
                 print(f"resuming from {resume_path} at step {self.step}")
+            elif removed := ckpt_io.remove_checkpoints(self.ckpt_dir):
+                print(f"starting afresh: deleted {removed} checkpoint(s) of the earlier run in {self.ckpt_dir}")
 
     def _save(self) -> None:
         """Checkpoint everything resuming needs (main process writes; all wait)."""
@@ -196,6 +227,9 @@ class Trainer:
         cfg = self.cfg
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step", disable=not self.progress)
         speed = Throughput()
+        trains = self.step < self.total_steps
+        if not trains:
+            self._warn([f"the run in {self.out} is complete (step {self.step} of {self.total_steps}): nothing to do"])
         try:
             while self.step < self.total_steps:
                 epoch, start = divmod(self.step, self.steps_per_epoch)
@@ -210,12 +244,14 @@ class Trainer:
                     last = self.step == self.total_steps
                     if self.step % cfg.log_every == 0 or last:
                         self._log(epoch, loss, logs, lr, speed.rate(), bar)
-                    if cfg.eval_every and self.step % cfg.eval_every == 0 and not last:
-                        self._validate()
-                    if self.step % cfg.save_every == 0 and not last:
-                        self._save()
-            self._validate()
-            self._save()
+                    with speed.paused():
+                        if cfg.eval_every and self.step % cfg.eval_every == 0 and not last:
+                            self._validate()
+                        if self.step % cfg.save_every == 0 and not last:
+                            self._save()
+            if trains:  # a finished run re-run adds no second validation row
+                self._validate()
+                self._save()
             summary = self._finish()
         finally:
             bar.close()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.shapes import ShapesClassification, ShapesWorld
+from ..data.spec import source_name
 from ..evaluate import EvalDataset, Evaluator, resolve_dataset
 from ..zeroshot import UnknownWordsWarning, ZeroShotClassifier
 from .config import TrainConfig
@@ -118,6 +119,22 @@ class DatasetValidation:
             out[f"{self.label}_i2t_r1"] = float(summary["i2t_recall@1"])
             out[f"{self.label}_t2i_r1"] = float(summary["t2i_recall@1"])
         return out
+
+
+def shapes_validation_of_other_data(cfg: TrainConfig) -> str | None:
+    """A warning when the default shapes-world validation would judge a run on other data (it measures
+    nothing about that data), else None."""
+    if cfg.val_datasets or cfg.val_data != "shapes":
+        return None
+    other = [str(d["path"] if isinstance(d, dict) else d) for d in cfg.data]
+    other = [d for d in other if source_name(d) != "shapes"]
+    if not other:
+        return None
+    return (
+        f"validating on the shapes world while training on {', '.join(other)}: its scores say nothing "
+        "about that data; pass --val-datasets SPEC (e.g. a labelled folder, as clipforge eval takes it) "
+        "or --val-data none"
+    )
 
 
 def build_validation_hooks(cfg: TrainConfig) -> list[ValidationHook]:
