@@ -121,7 +121,10 @@ def test_anomaly_eval_writes_metrics_json_and_grids_and_beats_chance(parts, tmp_
     small = ["--grid", "8", "--scales", "2", "3", "--window-stride", "2"]
     assert main([*args, "--method", "winclip", "--shots", "1", *small, "--no-plots"]) == 0
     row = json.loads((out / "anomaly.json").read_text())["categories"][0]
-    assert row["shots"] == 1 and row["pixel_auroc"] > 0.6, row
+    assert row["shots"] == 1 and row["pixel_auroc"] > 0.75, row
+    assert main([*args, "--method", "winclip", "--shots", "0", *small, "--no-plots"]) == 0
+    row = json.loads((out / "anomaly.json").read_text())["categories"][0]
+    assert row["shots"] == 0 and row["pixel_auroc"] > 0.6, row  # zero-shot, from text alone
     assert main([*args, "--method", "patchcore", "--shots", "99"]) == 2  # more shots than train/good holds
 
 

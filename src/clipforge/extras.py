@@ -14,6 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "index": ("faiss", "pyarrow"),
     "serve": ("fastapi", "pydantic", "uvicorn", "anyio", "multipart", "faiss", "pyarrow"),
     "eval": ("sklearn", "threadpoolctl", "matplotlib"),
+    "anomaly": ("sklearn", "faiss", "matplotlib"),
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "hf": ("transformers",),
     "plot": ("matplotlib",),

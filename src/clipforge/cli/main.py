@@ -27,7 +27,7 @@ for _name in _COMMAND_MODULES:
 
 #: the extra a command needs whatever its arguments: checked before the command does any work (and named
 #: in the hint when its module cannot even be imported)
-EXTRA_OF_COMMAND = {"index": "index", "search": "index", "serve": "serve"}
+EXTRA_OF_COMMAND = {"index": "index", "search": "index", "serve": "serve", "anomaly": "anomaly"}
 
 
 class _MissingDependency:
