@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,25 @@ def test_a_full_disk_is_reported_as_such_with_the_path(tmp_path, monkeypatch):
         ckpt_io.save_training_state(tmp_path / "ck", 3, {"x": 1}, keep_last=2)
     assert info.value.errno == errno.ENOSPC
     assert not list((tmp_path / "ck").iterdir())  # nothing half-written left behind
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A real 256 KB tmpfs (needs root and mount rights; skipped elsewhere), unmounted afterwards."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_is_reported_as_such_and_leaves_nothing_behind(tiny_filesystem):
+    """The same as above on a real file system that runs out of space mid-write (no simulation)."""
+    state = {"weights": torch.randn(256, 1024)}  # 1 MB: four times what the file system holds
+    with pytest.raises(OSError, match=r"no space left on the device while writing checkpoint .*step_00000001\.pt"):
+        ckpt_io.save_training_state(tiny_filesystem / "ck", 1, state, keep_last=2)
+    assert not [p for p in (tiny_filesystem / "ck").rglob("*") if p.is_file()]  # no partial file, no temporary
