@@ -198,7 +198,8 @@ def main() -> None:
         f"and tested on the others. Regenerate: "
         f"`{cmd}`.\n\n" + "\n\n".join(tables) + "\n\n"
         f"Speed (images scored per second, {data['machine'].get('cpu', '?')}, {args.threads} threads, median over "
-        f"categories): " + ", ".join(f"{label[m]} {v:.1f}" for m, v in speed.items()) + "."
+        f"categories; load average {', '.join(f'{x:.1f}' for x in data['load'])} over 1/5/15 minutes at the end): "
+        + ", ".join(f"{label[m]} {v:.1f}" for m, v in speed.items()) + "."
     )
     print(text)
     if args.docs:
