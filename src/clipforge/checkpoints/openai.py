@@ -29,6 +29,8 @@ def is_native_layout(sd: dict[str, torch.Tensor]) -> bool:
     return "visual.conv1.weight" in sd and "text.token_embedding.weight" in sd
 
 
+#: the CLIP BPE's vocabulary; its EOT (49407) is the largest id, so first-EOT pooling is OpenCLIP's argmax
+CLIP_VOCAB = 49408
 _LAYER_SCALE = re.compile(r"^(.*resblocks\.\d+)\.ls_([12])\.gamma$")
 
 
@@ -78,12 +80,19 @@ def config_from_openai_state(
     activation cannot be inferred at all and must be given.
     """
     embed_dim = sd["text_projection"].shape[1]
+    vocab = sd["token_embedding.weight"].shape[0]
+    if vocab > CLIP_VOCAB:
+        raise CheckpointError(
+            f"the text vocabulary has {vocab} tokens, more than the CLIP BPE's {CLIP_VOCAB} (a multilingual "
+            "model?): its tokenizer and text pooling are not recorded in bare weights. Put its "
+            "open_clip_config.json beside the weights or pass config=..."
+        )
     text_width = sd["ln_final.weight"].shape[0]
     text_mlp = sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0]
     heads = {"text": families.text_heads(text_width, text_mlp)}
     text = TextConfig(
         context_length=sd["positional_embedding"].shape[0],
-        vocab_size=sd["token_embedding.weight"].shape[0],
+        vocab_size=vocab,
         width=text_width,
         heads=heads["text"].heads,
         layers=_count(sd, r"transformer\.resblocks\.(\d+)\."),
