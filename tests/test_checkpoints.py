@@ -426,3 +426,20 @@ def test_a_non_causal_text_tower_sees_its_whole_padded_row():
     assert torch.allclose(feats[0], alone[0], atol=1e-6)
     with pytest.raises(ValueError, match="no_causal_mask"):
         clipforge.fast.optimize(model)
+
+
+def test_layer_scale_weights_are_folded_into_the_linears_they_scale(tmp_path):
+    """OpenCLIP's `x + gamma * f(x)` (ls_init_value) equals `f` with gamma folded into its last linear."""
+    model = clipforge.create_model("tiny")
+    sd = _openai_state(model)
+    g = torch.Generator().manual_seed(5)
+    for key in [k for k in sd if k.endswith(("attn.out_proj.weight", "mlp.c_proj.weight"))]:
+        block, linear = key.rsplit(".", 3)[0], key[: -len(".weight")]
+        gamma = torch.rand(sd[key].shape[0], generator=g) + 0.5
+        sd[f"{block}.ls_{1 if 'attn' in key else 2}.gamma"] = gamma
+        sd[key] = sd[key] / gamma[:, None]
+        sd[f"{linear}.bias"] = sd[f"{linear}.bias"] / gamma
+    save_file(sd, tmp_path / "ls.safetensors")
+    ckpt = read_checkpoint(tmp_path / "ls.safetensors", activation="quick_gelu")
+    assert not [k for k in ckpt.state_dict if ".ls_" in k]
+    _same_features(model, clipforge.checkpoints.build_model(ckpt), 32, 16, tol=1e-5)

@@ -53,9 +53,6 @@ class HeadCount:
     known: bool
     tower: str
 
-    def describe(self) -> str:
-        return f"{self.tower} {self.heads}"
-
 
 def vit_heads(width: int, mlp_width: int, patch: int) -> HeadCount:
     known = VIT_HEADS.get((width, mlp_width, patch))

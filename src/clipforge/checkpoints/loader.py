@@ -208,6 +208,8 @@ def _convert_openai(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.
         return openai.openai_to_native(sd)
     except KeyError as exc:
         raise CheckpointError(f"{path}: OpenAI-layout weights lack {exc}") from exc
+    except CheckpointError as exc:  # e.g. a LayerScale gamma without the linear it scales
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _convert_hf(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
