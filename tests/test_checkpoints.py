@@ -61,9 +61,10 @@ def test_bare_state_dict_warns_about_activation(tmp_path):
     with pytest.warns(UserWarning, match="activation"):
         ckpt = read_checkpoint(tmp_path / "m.safetensors")
     assert ckpt.config.vision.act == "gelu" and ckpt.source_format == "openai"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         assert read_checkpoint(tmp_path / "m.safetensors", activation="quick_gelu").config.text.act == "quick_gelu"
+    assert not [w for w in caught if "activation" in str(w.message)]
 
 
 def test_torchscript_archive_read_without_running_code(tmp_path):
@@ -342,3 +343,103 @@ def test_pickle_refusal_names_the_blocked_global(tmp_path):
     torch.save({"w": torch.zeros(1), "x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match=r"the global (posix|nt)\.system"):
         read_checkpoint(tmp_path / "evil.pt")
+
+
+def _bare(tmp_path, model, name: str = "bare.safetensors"):
+    path = tmp_path / name
+    save_file(_openai_state(model), path)
+    return path
+
+
+def test_bare_vit_h_shapes_get_the_familys_16_heads(tmp_path):
+    """ViT-H-14's 1280-wide tower splits into 16 heads of 80, not 1280 // 64 = 20; the shapes say which."""
+    cfg = clipforge.get_config("ViT-B-32").replace(
+        vision={"width": 1280, "heads": 16, "layers": 1, "patch_size": 14, "image_size": 28},
+        text={"layers": 1, "context_length": 8},
+    )
+    model = clipforge.create_model(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ckpt = read_checkpoint(_bare(tmp_path, model), activation="quick_gelu")
+    assert (ckpt.config.vision.heads, ckpt.config.text.heads) == (16, 8)
+    assert not [w for w in caught if "guessed" in str(w.message)]
+    _same_features(model, clipforge.checkpoints.build_model(ckpt), 28, 8)
+
+
+def test_bare_weights_of_no_known_family_warn_with_the_guessed_heads(tmp_path):
+    with pytest.warns(UserWarning, match=r"guessed as width // 64 \(text tower 1 and vision tower 2\).*vision.heads"):
+        read_checkpoint(_bare(tmp_path, clipforge.create_model("tiny")), activation="quick_gelu")
+
+
+def test_bare_weights_that_do_not_record_their_options_are_refused_for_the_real_reason(tmp_path):
+    no_ln_pre = clipforge.create_model(clipforge.get_config("tiny").replace(vision={"ln_pre": False}))
+    path = _bare(tmp_path, no_ln_pre)
+    with pytest.raises(CheckpointError, match="no visual.ln_pre .OpenCLIP no_ln_pre"):
+        read_checkpoint(path, activation="quick_gelu")
+    ckpt = read_checkpoint(path, config=no_ln_pre.config)  # the config it needs is accepted
+    _same_features(no_ln_pre, clipforge.checkpoints.build_model(ckpt), 32, 16)
+
+    sd = _openai_state(clipforge.create_model("tiny"))
+    sd["visual.positional_embedding"] = sd["visual.positional_embedding"][:7]  # 6 patches: a 2 x 3 grid
+    save_file(sd, tmp_path / "wide.safetensors")
+    with pytest.raises(CheckpointError, match="not a square grid: non-square images"):
+        read_checkpoint(tmp_path / "wide.safetensors", activation="quick_gelu")
+
+    big_vocab = clipforge.create_model(clipforge.get_config("tiny").replace(text={"vocab_size": 50000}))
+    with pytest.raises(CheckpointError, match="50000 tokens, more than the CLIP BPE's 49408"):
+        read_checkpoint(_bare(tmp_path, big_vocab), activation="quick_gelu")
+
+
+def test_a_hugging_face_tokenizer_is_refused_never_replaced_by_the_clip_bpe(tmp_path):
+    export(clipforge.create_model("tiny"), tmp_path / "oc", "openclip")
+    path = tmp_path / "oc" / "open_clip_config.json"
+    data = json.loads(path.read_text())
+    data["model_cfg"]["text_cfg"].update(hf_tokenizer_name="facebook/xlm-v-base", pool_type="eos", eos_id=2)
+    path.write_text(json.dumps(data))
+    ckpt = read_checkpoint(tmp_path / "oc")  # the weights and architecture load exactly...
+    assert ckpt.config.tokenizer["name"] == "facebook/xlm-v-base" and ckpt.config.text.pooling == "eos"
+    with pytest.raises(CheckpointError, match="'facebook/xlm-v-base' .OpenCLIP hf_tokenizer_name"):
+        clipforge.load(tmp_path / "oc", device="cpu")  # ...but no tokenizer is made up for them
+    with pytest.raises(CheckpointError, match="does not substitute the CLIP BPE"):
+        clipforge.get_tokenizer(tmp_path / "oc")
+
+
+def test_text_pooling_options_follow_openclip():
+    from dataclasses import replace
+
+    from clipforge.model.clip import eot_positions
+
+    tokens = torch.tensor([[5, 2, 0, 0], [5, 6, 7, 8]])
+    text = clipforge.get_config("tiny").text
+    assert eot_positions(tokens, replace(text, pooling="eos", eot_token_id=2)).tolist() == [1, 0]  # none: 0
+    assert eot_positions(tokens, replace(text, pooling="last")).tolist() == [3, 3]
+
+
+def test_a_non_causal_text_tower_sees_its_whole_padded_row():
+    model = clipforge.create_model(clipforge.get_config("tiny").replace(text={"causal": False}))
+    row = [49406, 320, 49407] + [0] * 13
+    tokens = torch.tensor([row, row[:3] + [7] * 13])
+    with torch.no_grad():
+        feats = model.encode_text(tokens)
+        alone = model.encode_text(tokens[:1])
+    assert (feats[0] - feats[1]).abs().max() > 1e-3  # the padding after the EOT changes the feature
+    assert torch.allclose(feats[0], alone[0], atol=1e-6)
+    with pytest.raises(ValueError, match="no_causal_mask"):
+        clipforge.fast.optimize(model)
+
+
+def test_layer_scale_weights_are_folded_into_the_linears_they_scale(tmp_path):
+    """OpenCLIP's `x + gamma * f(x)` (ls_init_value) equals `f` with gamma folded into its last linear."""
+    model = clipforge.create_model("tiny")
+    sd = _openai_state(model)
+    g = torch.Generator().manual_seed(5)
+    for key in [k for k in sd if k.endswith(("attn.out_proj.weight", "mlp.c_proj.weight"))]:
+        block, linear = key.rsplit(".", 3)[0], key[: -len(".weight")]
+        gamma = torch.rand(sd[key].shape[0], generator=g) + 0.5
+        sd[f"{block}.ls_{1 if 'attn' in key else 2}.gamma"] = gamma
+        sd[key] = sd[key] / gamma[:, None]
+        sd[f"{linear}.bias"] = sd[f"{linear}.bias"] / gamma
+    save_file(sd, tmp_path / "ls.safetensors")
+    ckpt = read_checkpoint(tmp_path / "ls.safetensors", activation="quick_gelu")
+    assert not [k for k in ckpt.state_dict if ".ls_" in k]
+    _same_features(model, clipforge.checkpoints.build_model(ckpt), 32, 16, tol=1e-5)

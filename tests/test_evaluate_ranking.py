@@ -95,3 +95,23 @@ def test_bad_caption_owner_is_refused():
         retrieval_ranks(np.ones((2, 3), np.float32), np.ones((3, 3), np.float32), np.array([0, 1]))
     with pytest.raises(ValueError, match="index the 2 images"):
         retrieval_ranks(np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), np.array([0, 5]))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["gallery-in-memory", "gallery-streamed"])
+@pytest.mark.parametrize("chunks", [(1, 1), (3, 4), (1024, 65536)])
+def test_exact_duplicates_tie_in_the_querys_favour(chunks, stream, monkeypatch):
+    """Duplicated captions (one text for several images) and duplicated images score the same bits as the
+    positive they copy, so by the rank convention they never push a query below rank 1."""
+    if stream:
+        monkeypatch.setattr(ranking, "GALLERY_IN_MEMORY_BYTES", 0)
+    rng = np.random.default_rng(7)
+    n, dim = 40, 48
+    img = rng.normal(size=(n, dim)).astype(np.float32)
+    img[n // 2 :] = img[: n // 2]  # image i + n/2 is an exact copy of image i
+    owner = np.arange(n)
+    txt = (img + 0.05 * rng.normal(size=(n, dim))).astype(np.float32)
+    txt[n // 2 :] = txt[: n // 2]  # so is its caption: duplicated captions for duplicated images
+    i2t, t2i = retrieval_ranks(img, txt, owner, query_chunk=chunks[0], gallery_chunk=chunks[1])
+    # every caption's best match is its image's twin or its image, a tie: rank 1 (and likewise images)
+    assert t2i.tolist() == [1] * n
+    assert i2t.tolist() == [1] * n

@@ -9,7 +9,11 @@ module skips in the default suite. To run it (docs/interop.md):
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +22,9 @@ import torch
 open_clip = pytest.importorskip("open_clip")
 
 import clipforge  # noqa: E402
-from clipforge.checkpoints import export_openclip  # noqa: E402
+from clipforge.checkpoints import CheckpointError, build_model, export_openclip, read_checkpoint  # noqa: E402
+from clipforge.checkpoints.io import save_safetensors  # noqa: E402
+from clipforge.checkpoints.openclip import config_from_openclip_json  # noqa: E402
 
 # open_clip model configs: the OpenAI ResNet and ViT families plus small odd ones.
 SMALL_VIT = {
@@ -109,3 +115,109 @@ def test_preprocessing_matches_open_clip_transform():
     for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
         img = Image.fromarray(np.asarray(getattr(skimage_data, name)()))
         assert torch.equal(ours(img), ref(img)), name
+
+
+# --- OpenCLIP's model zoo: every shipped config, cut to 2 layers, against open_clip's own model --------------
+
+ZOO = sorted((Path(open_clip.__file__).parent / "model_configs").glob("*.json"))
+CLIP_VOCAB = 49408
+
+
+def _cut(model_cfg: dict) -> dict:
+    """2 blocks per tower (1 per ResNet stage), a 4 x 4 patch grid (2 x 2 for ResNets) and vocabularies beyond
+    the CLIP BPE's cut to 50,000. Widths, MLP widths and patch sizes stay as shipped, so the shape signature
+    of bare files is the family's."""
+    cfg = copy.deepcopy(model_cfg)
+    vc, tc = cfg["vision_cfg"], cfg["text_cfg"]
+    resnet = isinstance(vc["layers"], list)
+    vc["layers"] = [1, 1, 1, 1] if resnet else 2
+    vc["image_size"] = 64 if resnet else 4 * vc["patch_size"]
+    tc["layers"] = 2
+    if tc.get("vocab_size", CLIP_VOCAB) > CLIP_VOCAB:
+        tc["vocab_size"] = 50000
+    return cfg
+
+
+def _perturbed(model_cfg: dict) -> torch.nn.Module:
+    """open_clip's model with every parameter moved away from its initial value (LayerNorm weights,
+    LayerScale gammas and zero biases included), so no option can hide behind an identity."""
+    towers = {k: v for k, v in model_cfg.items() if k != "quick_gelu"}
+    model = _openclip_model(towers, bool(model_cfg.get("quick_gelu")))
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g)).add_(0.02 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def _zoo_tokens(model_cfg: dict) -> torch.Tensor:
+    """CLIP BPE tokens, or for a Hugging Face tokenizer random ids with an EOS at varied places and padding."""
+    tc = model_cfg["text_cfg"]
+    ctx = tc.get("context_length", 77)
+    if not tc.get("hf_tokenizer_name"):
+        texts = ["a photo of a cat", "", "two green triangles left of a star " * 4]
+        return open_clip.tokenize(texts, context_length=ctx)
+    tokens = torch.randint(3, tc["vocab_size"], (3, ctx), generator=torch.Generator().manual_seed(3))
+    for row, end in enumerate((5, 1, ctx - 1)):
+        tokens[row, end] = tc.get("eos_id", 2)
+        tokens[row, end + 1 :] = 0
+    return tokens
+
+
+def _assert_same(model: torch.nn.Module, ref: torch.nn.Module, pixels: torch.Tensor, tokens: torch.Tensor) -> None:
+    with torch.no_grad():
+        image = (model.encode_image(pixels, normalize=True) - ref.encode_image(pixels, normalize=True)).abs().max()
+        text = (model.encode_text(tokens, normalize=True) - ref.encode_text(tokens, normalize=True)).abs().max()
+    assert image < 1e-5 and text < 1e-5, (float(image), float(text))
+
+
+def _bare_refusal(model_cfg: dict) -> str | None:
+    """What a bare file of this config is refused for (options its weights do not record), if anything."""
+    if model_cfg["vision_cfg"].get("no_ln_pre"):
+        return "no_ln_pre"
+    if model_cfg["text_cfg"].get("vocab_size", CLIP_VOCAB) > CLIP_VOCAB:
+        return "text vocabulary"
+    return None
+
+
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_model_zoo_loads_exactly_or_is_refused(tmp_path, path):
+    data = json.loads(path.read_text())
+    try:
+        config_from_openclip_json(data)
+    except CheckpointError:
+        pytest.skip("refused by name (asserted in tests/test_openclip_configs.py)")
+    model_cfg = _cut(data)
+    ref = _perturbed(model_cfg)
+    size = model_cfg["vision_cfg"]["image_size"]
+    pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    tokens = _zoo_tokens(model_cfg)
+    state = ref.state_dict()
+
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    torch.save(state, hub / "open_clip_pytorch_model.bin")
+    (hub / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
+    _assert_same(build_model(read_checkpoint(hub)), ref, pixels, tokens)
+    if model_cfg["text_cfg"].get("hf_tokenizer_name"):  # never the CLIP BPE in its place
+        with pytest.raises(CheckpointError, match="hf_tokenizer_name"):
+            clipforge.load(hub, device="cpu")
+    shutil.rmtree(hub)
+
+    act = "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
+    bare = tmp_path / "bare.safetensors"
+    save_safetensors(state, bare)
+    wrapped = tmp_path / "train.pt"
+    torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in state.items()}}, wrapped)
+    for file in (bare, wrapped):
+        refusal = _bare_refusal(model_cfg)
+        if refusal:
+            with pytest.raises(CheckpointError, match=refusal):
+                read_checkpoint(file, activation=act)
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ckpt = read_checkpoint(file, activation=act)
+        assert not [w for w in caught if "guessed" in str(w.message)], "a shipped family's heads were guessed"
+        _assert_same(build_model(ckpt), ref, pixels, tokens)
+        file.unlink()

@@ -60,7 +60,7 @@ def test_stem_shapes_and_grid():
         ({"stem_widths": (8, 16, 32, 64)}, "not divisible by the conv stem's stride 16"),
         ({"stem_widths": (8, 0)}, "positive channel counts"),
         ({"stem_widths": (8,), "stem_depth": 0}, "stem_depth must be >= 1"),
-        ({"pool": "max"}, "vision.pool must be 'cls' or 'mean'"),
+        ({"pool": "max"}, "vision.pool must be 'cls', 'mean' or 'mean_then_ln'"),
         ({"kind": "resnet", "layers": (1, 1, 1, 1), "pool": "mean"}, "apply to ViTs only"),
     ],
 )
@@ -139,7 +139,7 @@ def test_openclip_config_with_unsupported_pooling_is_refused(tmp_path):
     export(_model({}), tmp_path / "oc", "openclip")
     path = tmp_path / "oc" / "open_clip_config.json"
     data = json.loads(path.read_text())
-    data["model_cfg"]["vision_cfg"].update(pool_type="avg", final_ln_after_pool=True)
+    data["model_cfg"]["vision_cfg"].update(pool_type="none")
     path.write_text(json.dumps(data))
-    with pytest.raises(CheckpointError, match="final_ln_after_pool=True is not supported"):
+    with pytest.raises(CheckpointError, match="vision_cfg.pool_type='none' is not supported"):
         clipforge.load(tmp_path / "oc", device="cpu")

@@ -9,6 +9,7 @@ import torch
 
 from .checkpoints import Checkpoint, build_model, read_checkpoint, save_native
 from .checkpoints.loader import ConfigLike
+from .checkpoints.openclip import hf_tokenizer_refusal, tokenizer_of_config_file
 from .config import Activation, ModelConfig, PreprocessConfig, get_config, list_configs
 from .fast import FastCLIP, optimize
 from .model import CLIP
@@ -103,6 +104,8 @@ def preprocess_config(config: ModelConfig) -> PreprocessConfig:
 def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:
     """The checkpoint's own tokenizer files if it has them, else the OpenAI BPE for BPE models."""
     ctx = ckpt.config.text.context_length
+    if ckpt.config.tokenizer.get("kind") == "hf":
+        raise hf_tokenizer_refusal(ckpt.path, ckpt.config.tokenizer)
     if ckpt.tokenizer_dir is not None:
         try:
             return load_tokenizer(ckpt.tokenizer_dir, context_length=ctx)
@@ -128,6 +131,9 @@ def get_tokenizer(name_or_path: str | Path | None = None, context_length: int | 
     try:
         return load_tokenizer(path, context_length=context_length)
     except FileNotFoundError:  # a checkpoint without tokenizer files: OpenAI/OpenCLIP models use the OpenAI BPE
+        hf_tokenizer = tokenizer_of_config_file(path)
+        if hf_tokenizer is not None:  # ...unless its OpenCLIP config names another tokenizer
+            raise hf_tokenizer_refusal(path, hf_tokenizer) from None
         return BPETokenizer.from_bpe_file(context_length=context_length or 77)
 
 

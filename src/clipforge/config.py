@@ -54,7 +54,10 @@ class VisionConfig:
     - `pool`: how the image embedding is read from the output tokens. `"cls"`: the class token
       (`ln_post(x[:, 0]) @ proj`); `"mean"`: the mean over patch tokens of `ln_post(x) @ proj`
       (OpenCLIP's `pool_type="avg"`), so the embedding is exactly the average of the per-patch
-      readouts a MaskCLIP-style dense map uses.
+      readouts a MaskCLIP-style dense map uses; `"mean_then_ln"`: `ln_post(mean of patch tokens) @ proj`
+      (OpenCLIP's `pool_type="avg"` with `final_ln_after_pool`, as CLIPA models use).
+    - `ln_pre`: the LayerNorm on the embedded tokens before the transformer (OpenCLIP's `no_ln_pre`
+      turns it off; the weights then have no `visual.ln_pre.*`).
     """
 
     kind: Literal["vit", "resnet"] = "vit"
@@ -68,7 +71,8 @@ class VisionConfig:
     layer_norm_eps: float = 1e-5
     stem_widths: tuple[int, ...] = ()
     stem_depth: int = 1
-    pool: Literal["cls", "mean"] = "cls"
+    pool: Literal["cls", "mean", "mean_then_ln"] = "cls"
+    ln_pre: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, list):
@@ -90,10 +94,14 @@ class VisionConfig:
         if self.width % self.heads and self.kind == "vit":
             raise ValueError(f"vision.width {self.width} is not divisible by heads {self.heads}")
         _check_act(self.act, "vision.act")
-        if self.pool not in ("cls", "mean"):
-            raise ValueError(f"vision.pool must be 'cls' or 'mean', got {self.pool!r}")
-        if self.kind == "resnet" and (self.stem_widths or self.pool != "cls"):
-            raise ValueError("vision.stem_widths and vision.pool apply to ViTs only (a ResNet has its own stem, pool)")
+        if self.pool not in ("cls", "mean", "mean_then_ln"):
+            raise ValueError(f"vision.pool must be 'cls', 'mean' or 'mean_then_ln', got {self.pool!r}")
+        if not isinstance(self.ln_pre, bool):
+            raise ValueError(f"vision.ln_pre must be true or false, got {self.ln_pre!r}")
+        if self.kind == "resnet" and (self.stem_widths or self.pool != "cls" or not self.ln_pre):
+            raise ValueError(
+                "vision.stem_widths, vision.pool and vision.ln_pre apply to ViTs only (a ResNet has its own stem, pool)"
+            )
         if self.stem_depth < 1:
             raise ValueError(f"vision.stem_depth must be >= 1, got {self.stem_depth}")
         if any(w < 1 for w in self.stem_widths):
@@ -115,7 +123,12 @@ class TextConfig:
 
     `pooling="first_eot"` takes the sentence feature at the first `eot_token_id` (rows without one
     fall back to argmax); `"argmax"` takes it at the largest token id, as OpenAI's code and
-    Hugging Face configs with the legacy `eos_token_id == 2` do.
+    Hugging Face configs with the legacy `eos_token_id == 2` do; `"eos"` at the first `eot_token_id`
+    with position 0 for rows without one (OpenCLIP's `pool_type="eos"`); `"last"` at the last position
+    of the token row (OpenCLIP's `pool_type="last"`).
+
+    `causal=False` lets every token attend to every other, padding included (OpenCLIP's
+    `no_causal_mask`): the features then depend on the whole padded row, which is never cut.
     """
 
     context_length: int = 77
@@ -127,11 +140,14 @@ class TextConfig:
     act: Activation = "quick_gelu"
     layer_norm_eps: float = 1e-5
     eot_token_id: int = 49407
-    pooling: Literal["first_eot", "argmax"] = "first_eot"
+    pooling: Literal["first_eot", "argmax", "eos", "last"] = "first_eot"
+    causal: bool = True
 
     def __post_init__(self) -> None:
-        if self.pooling not in ("first_eot", "argmax"):
-            raise ValueError(f"text.pooling must be 'first_eot' or 'argmax', got {self.pooling!r}")
+        if self.pooling not in ("first_eot", "argmax", "eos", "last"):
+            raise ValueError(f"text.pooling must be 'first_eot', 'argmax', 'eos' or 'last', got {self.pooling!r}")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"text.causal must be true or false, got {self.causal!r}")
         _check_numbers(self, "text", ("context_length", "vocab_size", "width", "heads", "layers"),
                        ("mlp_ratio", "layer_norm_eps"))
         if isinstance(self.eot_token_id, bool) or not isinstance(self.eot_token_id, int) or self.eot_token_id < 0:

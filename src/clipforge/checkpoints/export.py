@@ -10,7 +10,7 @@ import torch
 
 from ..files import atomic_directory, canonical_path, write_text_atomic
 from ..model import CLIP
-from . import hf, openai
+from . import hf, openai, openclip
 from .io import save_safetensors
 from .loader import NATIVE_FORMAT, NATIVE_WEIGHTS
 
@@ -82,7 +82,7 @@ def export_openclip(model: CLIP, directory: str | Path, tokenizer: Any | None = 
     """`open_clip_model.safetensors` + `open_clip_config.json`, the layout OpenCLIP's hub loader reads."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config_json = openai.openclip_json(model.config)
+    config_json = openclip.openclip_json(model.config)
     save_safetensors(openai.native_to_openai(_fp_state(model, None)), directory / "open_clip_model.safetensors")
     _json(directory / "open_clip_config.json", config_json)
     return directory

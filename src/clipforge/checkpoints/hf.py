@@ -249,6 +249,18 @@ def hf_config_json(cfg: ModelConfig) -> dict[str, Any]:
         )
     if cfg.init_logit_bias is not None:
         raise CheckpointError("Hugging Face CLIPModel has no logit bias; export this model as native or openclip")
+    if not v.ln_pre:
+        raise CheckpointError("Hugging Face CLIPModel always has pre_layrnorm (vision.ln_pre); export as openclip")
+    if not t.causal or t.pooling in ("eos", "last"):
+        raise CheckpointError(
+            f"Hugging Face CLIPModel's text tower is causal and pools at the EOT (this model: causal={t.causal}, "
+            f"pooling={t.pooling!r}); export this model as native or openclip"
+        )
+    if cfg.tokenizer.get("kind") == "hf":
+        raise CheckpointError(
+            f"this model's tokenizer is {cfg.tokenizer.get('name')!r}, not the CLIP BPE an HF CLIPModel export "
+            "writes; export this model as native or openclip"
+        )
     if t.pooling == "argmax" and t.eot_token_id != t.vocab_size - 1:
         raise CheckpointError("argmax pooling with an EOT id other than the largest id cannot be expressed in HF")
     if t.pooling == "first_eot" and t.eot_token_id == 2:

@@ -18,7 +18,7 @@ import torch
 
 from ..config import Activation, ModelConfig, get_config
 from ..model import CLIP
-from . import hf, openai
+from . import hf, openai, openclip
 from .io import CheckpointError, read_safetensors_shapes, read_tensor_file
 
 NATIVE_FORMAT = "clipforge"
@@ -71,7 +71,7 @@ def read_checkpoint(path: str | Path, config: ConfigLike = None, activation: Act
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     override = resolve_config(config)
-    ckpt = _read_dir(path, activation) if path.is_dir() else _read_file(path, activation)
+    ckpt = _read_dir(path, activation, override) if path.is_dir() else _read_file(path, activation, override)
     if override is not None:
         ckpt.config = override
     elif activation is not None:
@@ -88,7 +88,7 @@ def _check_values(ckpt: Checkpoint) -> None:
         raise CheckpointError(f"{ckpt.path}: {len(bad)} tensor(s) hold NaN or infinite values, e.g. {bad[:4]}")
 
 
-def _read_dir(path: Path, activation: Activation | None) -> Checkpoint:
+def _read_dir(path: Path, activation: Activation | None, override: ModelConfig | None) -> Checkpoint:
     cfg_file = path / "config.json"
     if cfg_file.is_file():
         data = _read_json(cfg_file)
@@ -109,12 +109,13 @@ def _read_dir(path: Path, activation: Activation | None) -> Checkpoint:
             return Checkpoint(cfg, sd, "hf", path, _tokenizer_dir(path))
     oc_file = path / "open_clip_config.json"
     if oc_file.is_file():
-        cfg = openai.config_from_openclip_json(_read_json(oc_file))
+        data = _read_json(oc_file)
+        cfg = _openclip_config(data, oc_file)
         sd = _read_files(_weight_files(path, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")))
-        return Checkpoint(cfg, _convert_openai(sd, path), "openclip", path, _tokenizer_dir(path))
+        return Checkpoint(cfg, _convert_openclip(sd, data, path), "openclip", path, _tokenizer_dir(path))
     weights = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     if len(weights) == 1:
-        return _read_file(weights[0], activation)
+        return _read_file(weights[0], activation, override)
     raise CheckpointError(
         f"{path}: not a recognised checkpoint directory. Expected a clipforge directory (config.json with "
         f'"format": "clipforge" + {NATIVE_WEIGHTS}), a Hugging Face CLIPModel directory (config.json + '
@@ -123,35 +124,40 @@ def _read_dir(path: Path, activation: Activation | None) -> Checkpoint:
     )
 
 
-def _read_file(path: Path, activation: Activation | None) -> Checkpoint:
+def _read_file(path: Path, activation: Activation | None, override: ModelConfig | None = None) -> Checkpoint:
+    """One weights file; `override` replaces every inference (and its warnings) from the file's shapes."""
     sd, kind = read_tensor_file(path)
     if openai.is_native_layout(sd):  # a bare clipforge state dict
         sd = openai.native_to_openai(sd)
     sibling = path.parent / "open_clip_config.json"
     if openai.is_openai_layout(sd):
-        if sibling.is_file():
-            cfg = openai.config_from_openclip_json(_read_json(sibling))
-            fmt = "openclip"
-        else:
-            if activation is None:
-                activation = "quick_gelu" if kind == "torchscript" else "gelu"
-                if kind != "torchscript":
-                    warnings.warn(
-                        f"{path}: the weights do not record their activation; assuming GELU (OpenCLIP's default). "
-                        "OpenAI weights and '-quickgelu' OpenCLIP models need activation='quick_gelu' "
-                        "(--activation quick_gelu); a wrong choice silently lowers accuracy.",
-                        stacklevel=3,
-                    )
-            cfg = openai.config_from_openai_state(sd, activation)
-            fmt = "openai-torchscript" if kind == "torchscript" else "openai"
+        if sibling.is_file() and override is None:
+            data = _read_json(sibling)
+            cfg = _openclip_config(data, sibling)
+            return Checkpoint(cfg, _convert_openclip(sd, data, path), "openclip", path, _tokenizer_dir(path.parent))
+        fmt = "openai-torchscript" if kind == "torchscript" else "openai"
+        if override is not None:
+            return Checkpoint(override, _convert_openai(sd, path), fmt, path, _tokenizer_dir(path.parent))
+        if activation is None:
+            activation = "quick_gelu" if kind == "torchscript" else "gelu"
+            if kind != "torchscript":
+                warnings.warn(
+                    f"{path}: the weights do not record their activation; assuming GELU (OpenCLIP's default). "
+                    "OpenAI weights and '-quickgelu' OpenCLIP models need activation='quick_gelu' "
+                    "(--activation quick_gelu); a wrong choice silently lowers accuracy.",
+                    stacklevel=3,
+                )
+        cfg = _inferred_config(sd, activation, path)
         return Checkpoint(cfg, _convert_openai(sd, path), fmt, path, _tokenizer_dir(path.parent))
     if hf.is_hf_layout(sd):
         cfg_file = path.parent / "config.json"
         native = _convert_hf(sd, path)
-        if cfg_file.is_file():
+        if override is not None:
+            cfg = override
+        elif cfg_file.is_file():
             cfg = hf.config_from_hf(_read_json(cfg_file), source=cfg_file)
         else:
-            cfg = openai.config_from_openai_state(openai.native_to_openai(native), activation or "quick_gelu")
+            cfg = _inferred_config(openai.native_to_openai(native), activation or "quick_gelu", path)
         return Checkpoint(cfg, native, "hf", path, _tokenizer_dir(path.parent))
     raise CheckpointError(
         f"{path}: unrecognised weight layout ({len(sd)} tensors, e.g. {sorted(sd)[:5]}). Expected OpenAI/OpenCLIP "
@@ -160,11 +166,50 @@ def _read_file(path: Path, activation: Activation | None) -> Checkpoint:
     )
 
 
+def _openclip_config(data: dict[str, Any], source: Path) -> ModelConfig:
+    try:
+        return openclip.config_from_openclip_json(data)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: invalid OpenCLIP model config ({type(exc).__name__}: {exc})") from None
+
+
+def _convert_openclip(sd: dict[str, torch.Tensor], data: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    """OpenCLIP weights to native keys; a config with LayerScale needs its `ls_*.gamma` weights."""
+    if openclip.uses_layer_scale(data) and not any(".ls_1.gamma" in k for k in sd):
+        raise CheckpointError(
+            f"{path}: open_clip_config.json sets ls_init_value (LayerScale) but the weights hold no "
+            "ls_1.gamma / ls_2.gamma"
+        )
+    return _convert_openai(sd, path)
+
+
+def _inferred_config(sd: dict[str, torch.Tensor], activation: Activation, path: Path) -> ModelConfig:
+    """The architecture of bare OpenAI-layout weights, warning where a head count is a guess."""
+    try:
+        cfg, guessed = openai.config_from_openai_state(sd, activation)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if guessed:
+        towers = " and ".join(f"{h.tower} tower {h.heads}" for h in guessed)
+        warnings.warn(
+            f"{path}: the weights match no known OpenAI/OpenCLIP family, so head counts are guessed as width // 64 "
+            f"({towers}); a wrong guess silently changes every feature. If the model has other head counts, put "
+            "its open_clip_config.json beside the weights or pass config=... (e.g. a config JSON with "
+            "vision.heads / text.heads).",
+            stacklevel=4,
+        )
+    return cfg
+
+
 def _convert_openai(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     try:
         return openai.openai_to_native(sd)
     except KeyError as exc:
         raise CheckpointError(f"{path}: OpenAI-layout weights lack {exc}") from exc
+    except CheckpointError as exc:  # e.g. a LayerScale gamma without the linear it scales
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _convert_hf(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:

@@ -81,10 +81,9 @@ def chunked_topk(
     return scores, indices
 
 
-def count_higher(
+def ranks_by_group(
     queries: np.ndarray,
     gallery: np.ndarray,
-    threshold: np.ndarray,
     query_group: np.ndarray,
     gallery_group: np.ndarray,
     normalize: bool = True,
@@ -94,41 +93,37 @@ def count_higher(
     progress: bool = False,
     desc: str = "ranking",
 ) -> np.ndarray:
-    """Per query q: how many gallery items g with `gallery_group[g] != query_group[q]` score > threshold[q].
+    """Per query q: 1 + the number of gallery items outside q's group scoring strictly higher than q's best
+    in-group item (its positives); 0 for a query with no positive in the gallery.
 
-    Items of the query's own group are its positives and never counted, so float rounding between
-    the positive's score and `threshold` cannot push a query below its own positive.
+    The positives' scores are read from the very score matrices the competitors are counted in (the same
+    query chunk times the same gallery chunk), so an exact duplicate of a positive scores the same bits
+    and ties count in the query's favour, as the rank convention says.
     """
     dev = torch.device(device)
-    thr = torch.from_numpy(np.asarray(threshold, np.float32))
     qg_all = torch.from_numpy(np.asarray(query_group, np.int64))
     gg_all = torch.from_numpy(np.asarray(gallery_group, np.int64))
+    gallery_spans = list(_spans(len(gallery), gallery_chunk))
     out = np.zeros(len(queries), np.int64)
     rows = _gallery(gallery, normalize, dev)
     for qs, qe in tqdm(list(_spans(len(queries), query_chunk)), desc=desc, disable=not progress):
         q = _rows(queries, qs, qe, normalize, dev)
-        t = thr[qs:qe].to(dev)[:, None]
         qg = qg_all[qs:qe].to(dev)[:, None]
+        best = torch.full((qe - qs,), float("-inf"), device=dev)
+        kept: tuple[tuple[int, int], torch.Tensor] | None = None  # the last score block, counted without recomputing
+        for gs, ge in gallery_spans:  # pass 1: best positive score, only over blocks that hold positives
+            same = gg_all[gs:ge].to(dev)[None, :] == qg
+            if same.any():
+                sim = q @ rows(gs, ge).t()
+                best = torch.maximum(best, sim.masked_fill(~same, float("-inf")).amax(dim=1))
+                kept = ((gs, ge), sim)
         n = torch.zeros(qe - qs, dtype=torch.long, device=dev)
-        for gs, ge in _spans(len(gallery), gallery_chunk):
-            sim = q @ rows(gs, ge).t()
-            n += ((sim > t) & (gg_all[gs:ge].to(dev)[None, :] != qg)).sum(dim=1)
-        out[qs:qe] = n.cpu().numpy()
-    return out
-
-
-def pair_scores(
-    a: np.ndarray, b: np.ndarray, b_index: np.ndarray, normalize: bool = True, chunk: int = DEFAULT_GALLERY_CHUNK
-) -> np.ndarray:
-    """score(a[i], b[b_index[i]]) for every row i of `a`, in chunks."""
-    out = np.empty(len(a), np.float32)
-    idx = np.asarray(b_index, np.int64)
-    for s, e in _spans(len(a), chunk):
-        x = _rows(a, s, e, normalize, torch.device("cpu"))
-        uniq, inverse = np.unique(idx[s:e], return_inverse=True)  # reads each needed row of b once
-        y = torch.from_numpy(np.array(b[uniq], dtype=np.float32))
-        y = F.normalize(y, dim=-1) if normalize else y
-        out[s:e] = (x * y[torch.from_numpy(inverse.reshape(-1))]).sum(dim=1).numpy()
+        for gs, ge in gallery_spans:  # pass 2: competitors scoring strictly higher
+            sim = kept[1] if kept is not None and kept[0] == (gs, ge) else q @ rows(gs, ge).t()
+            n += ((sim > best[:, None]) & (gg_all[gs:ge].to(dev)[None, :] != qg)).sum(dim=1)
+        ranks = 1 + n
+        ranks[best == float("-inf")] = 0
+        out[qs:qe] = ranks.cpu().numpy()
     return out
 
 
@@ -164,35 +159,8 @@ def retrieval_ranks(
         raise ValueError(f"caption_image must have one entry per caption ({n_txt}), got shape {owner.shape}")
     if n_txt and (owner.min() < 0 or owner.max() >= n_img):
         raise ValueError(f"caption_image values must index the {n_img} images")
-    own = pair_scores(text_features, image_features, owner, normalize, gallery_chunk)
-    best = np.full(n_img, -np.inf, np.float32)
-    np.maximum.at(best, owner, own)
     image_ids = np.arange(n_img)
-    t2i = 1 + count_higher(
-        text_features,
-        image_features,
-        own,
-        owner,
-        image_ids,
-        normalize,
-        query_chunk,
-        gallery_chunk,
-        device,
-        progress,
-        "text→image ranks",
-    )
-    i2t = 1 + count_higher(
-        image_features,
-        text_features,
-        np.where(np.isfinite(best), best, np.inf),
-        image_ids,
-        owner,
-        normalize,
-        query_chunk,
-        gallery_chunk,
-        device,
-        progress,
-        "image→text ranks",
-    )
-    i2t[~np.isfinite(best)] = 0
+    chunking = (normalize, query_chunk, gallery_chunk, device, progress)
+    t2i = ranks_by_group(text_features, image_features, owner, image_ids, *chunking, "text→image ranks")
+    i2t = ranks_by_group(image_features, text_features, image_ids, owner, *chunking, "image→text ranks")
     return i2t, t2i

@@ -48,6 +48,11 @@ def optimize(
         raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: expected one of {BACKENDS}")
+    if not model.config.text.causal:
+        raise ValueError(
+            "the engines run causal text towers only; this model's text tower attends without a causal mask "
+            "(OpenCLIP no_causal_mask): use the plain model (backend 'none')"
+        )
     model = model.eval()
     if backend == "onnx":
         return onnx_engine(model, precision, onnx_dir)

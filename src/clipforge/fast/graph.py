@@ -46,7 +46,7 @@ class ImageGraph(nn.Module):
             return v(pixels).float()
         x = v.tokens(pixels)
         blocks = list(v.transformer.resblocks)
-        if v.cfg.pool == "mean":  # every patch token is pooled: the last block runs in full
+        if v.cfg.pool != "cls":  # every patch token is pooled: the last block runs in full
             return v.pool(v.transformer(x)).float()
         for block in blocks[:-1]:
             x = block(x)

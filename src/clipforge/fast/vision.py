@@ -45,7 +45,10 @@ class FastViT:
         pos = vit.positional_embedding.detach()
         self.cls_token = (vit.class_embedding.detach() + pos[0]).to(dtype)
         self.pos = pos[1:].to(dtype)
-        self.ln_pre = (vit.ln_pre.weight.detach().to(dtype), vit.ln_pre.bias.detach().to(dtype), vit.ln_pre.eps)
+        ln = vit.ln_pre  # an Identity for OpenCLIP's no_ln_pre
+        self.ln_pre: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        if isinstance(ln, nn.LayerNorm):
+            self.ln_pre = (ln.weight.detach().to(dtype), ln.bias.detach().to(dtype), ln.eps)
         self.ln_post = (vit.ln_post.weight.detach().to(dtype), vit.ln_post.bias.detach().to(dtype), vit.ln_post.eps)
         self.blocks = [FastBlock(b, spec, residual_dtype) for b in vit.transformer.resblocks]
         self.proj = spec(vit.proj.detach().t(), None)
@@ -63,16 +66,19 @@ class FastViT:
         out = torch.empty(b, 1 + g * g, self.width, dtype=self.dtype, device=pixels.device)
         out[:, 0] = self.cls_token
         torch.add(self.patch_embed(patches), self.pos, out=out[:, 1:])
-        return F.layer_norm(out, (self.width,), *self.ln_pre)
+        return out if self.ln_pre is None else F.layer_norm(out, (self.width,), *self.ln_pre)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.tokens(pixels)
         for block in self.blocks[:-1]:
             x = block(x, lambda qkv, h=block.heads: _attend(qkv, h))
         last = self.blocks[-1]
-        if self.pool == "mean":  # every patch token is pooled: the last block runs in full
+        if self.pool != "cls":  # every patch token is pooled: the last block runs in full
             x = last(x, lambda qkv: _attend(qkv, last.heads))
-            pooled = F.layer_norm(x[:, 1:], (self.width,), *self.ln_post).mean(dim=1)
+            if self.pool == "mean_then_ln":
+                pooled = F.layer_norm(x[:, 1:].mean(dim=1), (self.width,), *self.ln_post)
+            else:
+                pooled = F.layer_norm(x[:, 1:], (self.width,), *self.ln_post).mean(dim=1)
             return self.proj(pooled.to(self.compute_dtype)).float()
         q, k, v = split_heads(last.attention_input(x), last.heads)
         cls = merge_heads(F.scaled_dot_product_attention(q[:, :, :1], k, v))[:, 0]

@@ -19,13 +19,15 @@ def eot_positions(tokens: torch.Tensor, cfg: TextConfig) -> torch.Tensor:
     """Index of the pooled (end-of-text) token per row, following `cfg.pooling`."""
     if cfg.pooling == "argmax":
         return tokens.argmax(dim=-1)
+    if cfg.pooling == "last":
+        return torch.full(tokens.shape[:1], tokens.shape[1] - 1, dtype=torch.long, device=tokens.device)
     is_eot = tokens == cfg.eot_token_id
-    first = is_eot.int().argmax(dim=-1)
-    return torch.where(is_eot.any(dim=-1), first, tokens.argmax(dim=-1))
+    first = is_eot.int().argmax(dim=-1)  # 0 where a row has no EOT: OpenCLIP's "eos" pooling
+    return first if cfg.pooling == "eos" else torch.where(is_eot.any(dim=-1), first, tokens.argmax(dim=-1))
 
 
 class TextTransformer(nn.Module):
-    """Token + position embeddings, causal pre-LN transformer, final LN, feature at the EOT token."""
+    """Token + position embeddings, (causal) pre-LN transformer, final LN, feature at the pooled token."""
 
     def __init__(self, cfg: TextConfig, embed_dim: int) -> None:
         super().__init__()
@@ -49,11 +51,11 @@ class TextTransformer(nn.Module):
     def forward_hidden(self, tokens: torch.Tensor, embedded: torch.Tensor | None = None) -> torch.Tensor:
         """Final-LN hidden states [B, L, width]; `embedded` replaces the token+position embedding (prompt learning)."""
         x = self.embed(tokens) if embedded is None else embedded
-        return self.ln_final(self.transformer(x, causal=True))
+        return self.ln_final(self.transformer(x, causal=self.cfg.causal))
 
     def forward(self, tokens: torch.Tensor, embedded: torch.Tensor | None = None) -> torch.Tensor:
         eot = eot_positions(tokens, self.cfg)
-        if embedded is None:
+        if embedded is None and self.cfg.causal:
             # Attention is causal, so positions after the last EOT cannot change any EOT feature:
             # cut the batch to its longest sequence and spend nothing on padding.
             tokens = tokens[:, : int(eot.max()) + 1]

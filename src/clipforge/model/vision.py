@@ -44,7 +44,8 @@ class StemStage(nn.Module):
 class VisionTransformer(nn.Module):
     """ViT: (optional conv stem,) patchify, prepend a class token, pre-LN transformer, pool, project.
 
-    Pooling (`cfg.pool`): LN on the class token, or the mean of LN'd patch tokens. Without a stem the
+    Pooling (`cfg.pool`): LN on the class token, the mean of LN'd patch tokens, or LN on the mean of the
+    patch tokens. `cfg.ln_pre=False` drops the LN before the transformer. Without a stem the
     parameters are exactly the OpenAI/OpenCLIP layout; a stem adds `stem.{i}.conv/bn` (and
     `stem.{i}.blocks.{j}.*` when `stem_depth > 1`) and widens `conv1`'s input to the stem's last width.
     """
@@ -64,7 +65,7 @@ class VisionTransformer(nn.Module):
         scale = width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(cfg.grid_size**2 + 1, width))
-        self.ln_pre = LayerNorm(width, eps=cfg.layer_norm_eps)
+        self.ln_pre = LayerNorm(width, eps=cfg.layer_norm_eps) if cfg.ln_pre else nn.Identity()
         self.transformer = Transformer(width, cfg.layers, cfg.heads, cfg.mlp_ratio, cfg.act, cfg.layer_norm_eps)
         self.ln_post = LayerNorm(width, eps=cfg.layer_norm_eps)
         self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
@@ -91,6 +92,8 @@ class VisionTransformer(nn.Module):
         """The image embedding [B, embed_dim] from the transformer's output tokens [B, 1 + grid², width]."""
         if self.cfg.pool == "mean":
             return self.ln_post(hidden[:, 1:]).mean(dim=1) @ self.proj
+        if self.cfg.pool == "mean_then_ln":
+            return self.ln_post(hidden[:, 1:].mean(dim=1)) @ self.proj
         return self.ln_post(hidden[:, 0]) @ self.proj
 
     def patch_features(self, hidden: torch.Tensor) -> torch.Tensor:
