@@ -126,6 +126,8 @@ def main() -> None:
                     r.metrics["images_per_s"] = rate[c]  # the views are WinCLIP's cost
             rows += found
         train = args.anomalyclip_train or args.categories[: len(args.categories) // 2]
+        if not train or set(train) >= set(args.categories):
+            raise SystemExit("AnomalyCLIP needs training categories and held-out ones: pass at least two categories")
         clip_rows, clip_info = run_anomalyclip(
             datasets, views, model, tokenizer, train, args.window_stride, args.anomalyclip_steps
         )
@@ -199,7 +201,8 @@ def main() -> None:
         f"`{cmd}`.\n\n" + "\n\n".join(tables) + "\n\n"
         f"Speed (images scored per second, {data['machine'].get('cpu', '?')}, {args.threads} threads, median over "
         f"categories; load average {', '.join(f'{x:.1f}' for x in data['load'])} over 1/5/15 minutes at the end): "
-        + ", ".join(f"{label[m]} {v:.1f}" for m, v in speed.items()) + "."
+        + ", ".join(f"{label[m]} {v:.1f}" for m, v in speed.items())
+        + " (AnomalyCLIP scores from the same views as WinCLIP: the figure is their embedding rate)."
     )
     print(text)
     if args.docs:

@@ -78,7 +78,7 @@ def test_winclip_zero_shot_image_score_is_the_prompt_softmax(default, parts):
 
 
 @pytest.mark.parametrize("name", ["winclip", "patchcore"])
-def test_a_fitted_memory_round_trips_through_save_and_load(default, parts, tmp_path, name):
+def test_a_fitted_memory_round_trips_through_save_and_load(default, parts, tmp_path, name, model_dir):
     model, tokenizer = default
     normal = [Image.open(p).convert("RGB") for p in sorted((parts / "circle/train/good").glob("*.png"))[:2]]
     options = SMALL if name == "winclip" else {}
@@ -90,6 +90,9 @@ def test_a_fitted_memory_round_trips_through_save_and_load(default, parts, tmp_p
     assert all(torch.equal(again.memory[k], method.memory[k]) for k in method.memory)
     test = [Image.open(parts / "circle/test/spot/001.png").convert("RGB")]
     assert torch.equal(again.score(test).maps, method.score(test).maps)
+    other, _, other_tokenizer = clipforge.load(model_dir, backend="none")
+    with pytest.raises(ValueError, match="another model"):
+        AnomalyMethod.load(tmp_path / "memory", other, other_tokenizer)
     (tmp_path / "memory" / "anomaly.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         AnomalyMethod.load(tmp_path / "memory", model, tokenizer)
@@ -126,6 +129,7 @@ def test_anomaly_eval_writes_metrics_json_and_grids_and_beats_chance(parts, tmp_
     row = json.loads((out / "anomaly.json").read_text())["categories"][0]
     assert row["shots"] == 0 and row["pixel_auroc"] > 0.6, row  # zero-shot, from text alone
     assert main([*args, "--method", "patchcore", "--shots", "99"]) == 2  # more shots than train/good holds
+    assert main([*args, "--method", "anomalyclip"]) == 2  # untrained prompts are refused, not scored
 
 
 def test_anomaly_fit_then_score_writes_scores_and_overlays(parts, tmp_path, capsys):
@@ -142,6 +146,11 @@ def test_anomaly_fit_then_score_writes_scores_and_overlays(parts, tmp_path, caps
     assert Image.open(out / "000.heat.png").size == (128, 128)
     assert "skipped 1" in capsys.readouterr().out
     assert main(["anomaly", "score", images[0], "--method", "patchcore", "--out", str(out), "--backend", "none"]) == 2
+    no_shots = ["anomaly", "fit", "--dataset", str(parts / "circle"), "--shots", "0", "--out", str(memory), *base]
+    assert main(no_shots) == 2
+    evaluate = ["anomaly", "eval", "--dataset", str(parts), "--memory", str(memory), "--out", str(tmp_path / "e")]
+    assert main(evaluate) == 2  # a PatchCore memory belongs to its own category
+    assert json.loads((out / "scores.json").read_text())["map_range"][0] >= 0
     assert AnomalySet(parts, category="circle").labels("test").sum() == 10
 
 
@@ -167,6 +176,7 @@ def test_anomalyclip_prompts_train_round_trip_and_score_unseen_objects(default, 
         d = AnomalySet(root, category=name)
         images += [Image.open(item.path).convert("RGB") for item in d.split("test")]
         masks += [d.mask("test", i) for i in range(len(d.split("test")))]
+    images[0], masks[0] = images[0].resize((96, 96)), masks[0][::4, ::4]  # other sizes than the rest
     method = AnomalyCLIP(model, tokenizer, **SMALL)
     before = method.text.clone()
     losses = method.train_prompts(images, masks, steps=40, categories=["square", "star"], progress=False)

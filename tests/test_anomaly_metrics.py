@@ -70,6 +70,9 @@ def test_float16_keys_keep_the_order_of_scores_of_any_sign():
     assert (np.diff(keys) >= 0).all() and (np.diff(keys)[np.diff(values.astype(np.float64)) > 0] > 0).all()
     with pytest.raises(ValueError, match="finite"):
         _keys(np.array([0.1, np.nan]))
+    with pytest.raises(ValueError, match="65504"):
+        _keys(np.array([1e6]))
+    assert _keys(np.array([-0.0]))[0] == _keys(np.array([0.0]))[0]
 
 
 def test_pixel_metrics_need_both_kinds_of_pixel():

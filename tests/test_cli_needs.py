@@ -25,7 +25,11 @@ FAISS = "install faiss-cpu (pip install 'clipforge[index]')"
         (["index", "info", "OUT"], ("pyarrow",), "install pyarrow (pip install 'clipforge[index]')"),
         (["search", "OUT", "a cat"], ("faiss",), FAISS),
         (["serve", "OUT"], ("uvicorn",), "install uvicorn (pip install 'clipforge[serve]')"),
-        (["anomaly", "eval", "--dataset", "IMAGES", "--out", "OUT"], ("faiss",), FAISS.replace("index", "anomaly")),
+        (
+            ["anomaly", "eval", "--dataset", "IMAGES", "--out", "OUT"],
+            ("sklearn",),
+            "install scikit-learn (pip install 'clipforge[anomaly]')",
+        ),
         (["serve", "OUT"], ("anyio",), "install anyio (pip install 'clipforge[serve]')"),
         (
             ["adapt", "--method", "linear-probe", "--dataset", "shapes:shape", "--shots", "1", "--model", "MODEL"],

@@ -14,7 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "index": ("faiss", "pyarrow"),
     "serve": ("fastapi", "pydantic", "uvicorn", "anyio", "multipart", "faiss", "pyarrow"),
     "eval": ("sklearn", "threadpoolctl", "matplotlib"),
-    "anomaly": ("sklearn", "faiss", "matplotlib"),
+    "anomaly": ("sklearn", "matplotlib"),
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "hf": ("transformers",),
     "plot": ("matplotlib",),

@@ -108,7 +108,8 @@ def encode_prompts(
         values = values.to(x.dtype)
         return x.index_put((rows, slots), values.expand(n, m, x.shape[-1]) if values.dim() == 2 else values)
 
-    x = put(text.token_embedding(tokens), ctx) + text.positional_embedding[:length].to(ctx.dtype)
+    x = put(text.token_embedding(tokens), ctx)
+    x = x + text.positional_embedding[:length].to(x.dtype)  # the tower's dtype (bf16 models stay bf16)
     for i, block in enumerate(text.transformer.resblocks):
         if 1 <= i <= len(deep):
             x = put(x, deep[i - 1])

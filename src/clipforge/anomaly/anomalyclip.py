@@ -32,11 +32,6 @@ from .winclip import WinCLIP
 PROMPT_OBJECTS = ("object", "damaged object")
 
 
-def _cover(mask: torch.Tensor, grid: int) -> torch.Tensor:
-    """[N, grid, grid]: the fraction of each cell that the masks [N, H, W] cover."""
-    return F.adaptive_avg_pool2d(mask[:, None].float(), grid)[:, 0]
-
-
 def window_cover(cells: torch.Tensor, k: int, stride: int) -> torch.Tensor:
     """[N, n_windows]: the covered fraction of each k×k window, from per-cell fractions [N, grid, grid]."""
     grid = cells.shape[-1]
@@ -93,7 +88,7 @@ class AnomalyCLIP(WinCLIP):
 
     def train_prompts(
         self,
-        images: Sequence[Image.Image],
+        images: Sequence[Image.Image | None],
         masks: Sequence[np.ndarray],
         steps: int = 300,
         lr: float = 2e-3,
@@ -103,22 +98,31 @@ class AnomalyCLIP(WinCLIP):
         views: dict[str, torch.Tensor] | None = None,
     ) -> list[float]:
         """Fit the two prompts' contexts on annotated images (masks all-False for normal images);
-        `views`, if given, are `self.views(images)` computed before (the images are then not read)."""
+        `views`, if given, are `self.views(images)` computed before (the images are then not read,
+        and may be None)."""
         if len(images) != len(masks) or not masks:
             raise ValueError(f"train_prompts needs as many masks as images (got {len(images)} and {len(masks)})")
+        if self.few_shot:
+            raise ValueError("train the prompts before fitting normal shots (the shots' memory would be kept stale)")
         o = self.options
-        views = views if views is not None else self.views(images)
-        truth = torch.stack([torch.from_numpy(np.asarray(m, dtype=bool)) for m in masks])
-        labels = truth.flatten(1).any(dim=1).long()
-        cells = _cover(truth, o["grid"])
-        window_targets = {k: (window_cover(cells, k, o["window_stride"]) >= cover).float() for k in o["scales"]}
+        if views is None:
+            if any(image is None for image in images):
+                raise ValueError("train_prompts needs the images, or their views (views=)")
+            views = self.views([image for image in images if image is not None])
         h, w = views["patch"].shape[1:3]
-        patch_targets = (F.adaptive_avg_pool2d(truth[:, None].float(), (h, w))[:, 0] >= cover).float()
+        rows = [torch.from_numpy(np.asarray(m, dtype=bool))[None, None].float() for m in masks]  # any sizes
+        cells = torch.cat([F.adaptive_avg_pool2d(m, o["grid"]) for m in rows])[:, 0]
+        patch_cover = torch.cat([F.adaptive_avg_pool2d(m, (h, w)) for m in rows])[:, 0]
+        device = self.memory["prompt_ctx"].device
+        views = {k: v.to(device) for k, v in views.items()}
+        labels = torch.tensor([bool(np.asarray(m).any()) for m in masks], dtype=torch.long, device=device)
+        window_targets = {
+            k: (window_cover(cells, k, o["window_stride"]) >= cover).float().to(device) for k in o["scales"]
+        }
+        patch_targets = (patch_cover >= cover).float().to(device)
         ctx = torch.nn.Parameter(self.memory["prompt_ctx"].detach().float().clone())
         optimiser = torch.optim.AdamW([ctx], lr=lr, weight_decay=0.0)
         model: CLIP = self.model
-        if self.few_shot:
-            raise ValueError("train the prompts before fitting normal shots (the shots' memory would be kept stale)")
         frozen = [p.requires_grad for p in model.parameters()]
         for p in model.parameters():
             p.requires_grad_(False)

@@ -48,6 +48,16 @@ def upsample_map(score_map: torch.Tensor, size: tuple[int, int], sigma: float = 
     return out
 
 
+def heat_overlay(image: Image.Image, heat: np.ndarray, lo: float, hi: float) -> Image.Image:
+    """The image under a jet-coloured heat map [H, W] (alpha 0.5), scaled from `lo` to `hi`."""
+    from matplotlib import colormaps  # matplotlib: the anomaly extra
+
+    scaled = np.clip((heat - lo) / max(hi - lo, 1e-12), 0, 1)
+    colour = colormaps["jet"](scaled)[..., :3] * 255
+    rgb = np.asarray(image.convert("RGB").resize((heat.shape[1], heat.shape[0])), dtype=np.float32)
+    return Image.fromarray((0.5 * rgb + 0.5 * colour).clip(0, 255).astype(np.uint8))
+
+
 class AnomalyMethod:
     """Base class: subclasses set `name`, `zero_shot`, implement `_fit`/`_score` and list their
     learnt tensors in `memory` (a dict of name → tensor) and their settings in `options`."""
@@ -76,6 +86,8 @@ class AnomalyMethod:
     def score(self, images: Sequence[Image.Image]) -> AnomalyScores:
         if not self.zero_shot and not self.memory:
             raise ValueError(f"{self.name} has no memory: fit it on normal images first")
+        if not images:
+            raise ValueError("score: no images given")
         return self._score(list(images))
 
     def _fit(self, images: list[Image.Image]) -> None:
@@ -88,7 +100,8 @@ class AnomalyMethod:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_safetensors({k: v.detach().cpu() for k, v in self.memory.items()}, directory / "memory.safetensors")
-        meta = {"format": FORMAT, "method": self.name, "category": self.category, "shots": self.shots}
+        meta = {"format": FORMAT, "method": self.name, "category": self.category, "shots": self.shots,
+                "model_fingerprint": self.model.fingerprint()}
         write_json_atomic(directory / "anomaly.json", {**meta, "options": self.options})
         return directory
 
@@ -106,8 +119,21 @@ class AnomalyMethod:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: not a clipforge anomaly memory (expected format {FORMAT!r})")
         cls = ANOMALY_METHODS.get(str(meta.get("method")))
-        method: AnomalyMethod = cls(model, tokenizer, category=meta.get("category", "object"), **meta["options"])
+        options = meta.get("options", {})
+        if not isinstance(options, dict):
+            raise ValueError(f"{meta_path}: 'options' must be an object of the method's settings")
+        want = meta.get("model_fingerprint")
+        plain = plain_clip(model, "anomaly memories")
+        if want and plain.fingerprint() != want:
+            raise ValueError(f"{directory}: this memory was fitted with another model (fingerprint {want}); "
+                             f"pass the --model it was fitted with")
+        try:
+            method: AnomalyMethod = cls(model, tokenizer, category=meta.get("category", "object"), **options)
+        except TypeError as exc:
+            raise ValueError(f"{meta_path}: options the {meta.get('method')} method does not take ({exc})") from exc
         memory_path = directory / "memory.safetensors"
+        if not memory_path.is_file():
+            raise FileNotFoundError(f"{directory}: no memory.safetensors beside anomaly.json")
         method.memory = {k: v.to(model.device) for k, v in load_file(str(memory_path)).items()}
         method.shots = int(meta.get("shots", 0))
         method._loaded()

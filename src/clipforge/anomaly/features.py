@@ -103,9 +103,10 @@ def patch_embeddings(model: CLIP, pixels: torch.Tensor) -> torch.Tensor:
     """[N, h, w, embed_dim], L2-normalised: the MaskCLIP dense readout (`clipforge.dense`) at the
     working resolution (windows of the model's input: tiles where they fit, else overlapping), or of
     the image resized to the input when the working size is not a multiple of the output stride."""
-    size, cell, window = pixels.shape[-1], output_stride(model), input_size(model)
-    if size % cell or size < window:
+    cell, window = output_stride(model), input_size(model)
+    if pixels.shape[-1] % cell or pixels.shape[-1] < window:
         pixels = resize_to_input(model, pixels)
+    size = pixels.shape[-1]
     stride = window if (size - window) % window == 0 else None  # tiles when they fit exactly: fewer passes
     return encode_dense(model, pixels, "maskclip", stride=stride, normalize=True)
 
@@ -123,7 +124,7 @@ def mid_level_maps(model: CLIP, pixels: torch.Tensor) -> torch.Tensor:
     elif isinstance(visual, VisionTransformer):
         x = visual.tokens(resize_to_input(model, pixels))
         blocks = list(visual.transformer.resblocks)
-        keep = {len(blocks) // 2 - 1, (3 * len(blocks)) // 4 - 1}
+        keep = {max(0, len(blocks) // 2 - 1), max(0, (3 * len(blocks)) // 4 - 1)}
         grid = input_size(model) // output_stride(model)
         maps = []
         for i, block in enumerate(blocks):

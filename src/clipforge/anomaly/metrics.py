@@ -23,9 +23,11 @@ N_KEYS = 1 << 16
 
 def _keys(scores: np.ndarray) -> np.ndarray:
     """Order-preserving uint16 keys of the float16-rounded scores (larger score, larger key)."""
-    values = np.asarray(scores, dtype=np.float32)
+    values = np.asarray(scores, dtype=np.float32) + np.float32(0.0)  # -0.0 becomes +0.0: one key for zero
     if not np.isfinite(values).all():
         raise ValueError("anomaly scores must be finite (got NaN or infinity)")
+    if np.abs(values).max(initial=0.0) > np.finfo(np.float16).max:
+        raise ValueError(f"anomaly scores must lie within ±65504 to be counted (got {float(np.abs(values).max()):.4g})")
     bits = values.astype(np.float16).view(np.uint16).astype(np.int64)
     negative = bits >= 0x8000
     return np.where(negative, 0xFFFF - bits, bits | 0x8000)

@@ -3,16 +3,16 @@
 Memory: the mid-level, neighbourhood-averaged feature of every patch of the normal shots
 (`features.mid_level_maps`), cut to at most `memory_size` rows by greedy k-center coreset
 selection (on a random projection, as in PatchCore). A patch's score is its Euclidean distance to
-the nearest memory row (faiss, exact); an image's score is its largest patch score; maps are
-smoothed with a Gaussian of σ = 4 output pixels when upsampled. It measures what the same image
-tower's features give without text, so the CLIP methods have a non-language reference.
+the nearest memory row (exact, by chunked distance matrices on the model's device); an image's
+score is its largest patch score; maps are smoothed with a Gaussian of σ = 4 output pixels when
+upsampled. It measures what the same image tower's features give without text, so the CLIP
+methods have a non-language reference.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -56,9 +56,10 @@ class PatchCore(AnomalyMethod):
         image_size: int | None = None,
         memory_size: int = 20000,
     ) -> None:
+        if memory_size < 1:
+            raise ValueError(f"patchcore: memory_size must be at least 1, got {memory_size}")
         image_size = image_size or 2 * input_size(model)
         super().__init__(model, tokenizer, category, image_size=image_size, memory_size=memory_size)
-        self._index: Any = None
 
     def _features(self, images: list[Image.Image]) -> torch.Tensor:
         return mid_level_maps(self.model, working_pixels(self.model, images, self.options["image_size"]))
@@ -66,23 +67,17 @@ class PatchCore(AnomalyMethod):
     def _fit(self, images: list[Image.Image]) -> None:
         rows = torch.cat([self._features(images[i : i + 16]).flatten(0, 2) for i in range(0, len(images), 16)])
         keep = greedy_coreset(rows.float().cpu(), self.options["memory_size"])
-        self.memory = {"patches": rows[keep].float().cpu().contiguous()}
-        self._loaded()
-
-    def _loaded(self) -> None:
-        import faiss  # the anomaly extra (faiss-cpu)
-
-        memory = self.memory["patches"].numpy().astype(np.float32)
-        self._index = faiss.IndexFlatL2(memory.shape[1])
-        self._index.add(memory)
+        self.memory = {"patches": rows.float()[keep.to(rows.device)].contiguous()}
 
     def _score(self, images: list[Image.Image]) -> AnomalyScores:
+        memory = self.memory["patches"].float()
         image_scores, maps = [], []
         for i in range(0, len(images), 16):
-            feats = self._features(images[i : i + 16]).float().cpu()
+            feats = self._features(images[i : i + 16]).float().to(memory.device)
             n, h, w, d = feats.shape
-            distance, _ = self._index.search(feats.reshape(-1, d).numpy().astype(np.float32), 1)
-            score_map = torch.from_numpy(np.sqrt(np.maximum(distance[:, 0], 0))).view(n, h, w)
+            flat = feats.reshape(-1, d)
+            nearest = torch.cat([torch.cdist(chunk, memory).amin(dim=1) for chunk in flat.split(1024)])
+            score_map = nearest.view(n, h, w).cpu()
             maps.append(score_map)
             image_scores.append(score_map.flatten(1).amax(dim=1))
         return AnomalyScores(torch.cat(image_scores), torch.cat(maps))

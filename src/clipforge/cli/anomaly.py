@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..anomaly import ANOMALY_METHODS, AnomalyCLIP, AnomalyMethod, WinCLIP, upsample_map
+from ..anomaly import ANOMALY_METHODS, AnomalyCLIP, AnomalyMethod, upsample_map
+from ..anomaly.base import heat_overlay
 from ..data.anomaly import AnomalySet, categories
 from ..data.images import FileImages, RefImages
 from ..data.inputs import item_images, resolve_items
 from ..evaluate.anomaly import choose_shots, evaluate_anomaly
 from ..files import write_json_atomic
-from ..images import ImageDecodeError, SkipLog, load_image
+from ..images import SkipLog, try_load_image
 from .common import add_model_arguments, load_from_args
 
 HELP = "anomaly detection and segmentation: WinCLIP, AnomalyCLIP prompts (zero-shot), WinCLIP+ and PatchCore (few-shot)"
@@ -73,11 +75,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one MVTec-layout category (its train/good images are the shots); for anomalyclip, a root whose "
         "--category test splits (images + masks) are the auxiliary training data",
     )
-    fit.add_argument("--category", nargs="+", default=None, help="anomalyclip: the auxiliary categories (default all)")
+    fit.add_argument(
+        "--category",
+        nargs="+",
+        default=None,
+        help="anomalyclip: the auxiliary categories (default all); other methods: the one category of a --dataset root",
+    )
     fit.add_argument("--steps", type=int, default=300, help="anomalyclip: prompt-training steps (default 300)")
     fit.add_argument("--normal", nargs="+", default=None, help="normal images or folders (instead of --dataset)")
     fit.add_argument("--shots", type=int, default=None, help="use this many normal images (default: all)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of the choice of shots (default 0)")
+    fit.add_argument(
+        "--seed", type=int, default=0, help="seed choosing the shots from --dataset (default 0; --normal: first N)"
+    )
     fit.add_argument("--out", required=True, help="folder for the memory (anomaly.json + memory.safetensors)")
     _method_arguments(fit)
     score = sub.add_parser("score", help="score images: per-image scores and heat-map overlays")
@@ -94,19 +103,16 @@ def _build(args: argparse.Namespace, model: Any, tokenizer: Any, category: str) 
     return ANOMALY_METHODS.create(args.method, model, tokenizer, category, **options)
 
 
+def _untrained_refused(method: AnomalyMethod) -> AnomalyMethod:
+    if isinstance(method, AnomalyCLIP) and not method.trained:
+        raise ValueError("anomalyclip needs trained prompts: run `clipforge anomaly fit --method anomalyclip "
+                         "--dataset AUX_ROOT --out PROMPTS` and pass --memory PROMPTS")
+    return method
+
+
 def _check_shots(shots: int | None) -> None:
     if shots is not None and shots < 0:
         raise ValueError(f"--shots must be 0 or more, got {shots}")
-
-
-def heat_overlay(image: Image.Image, heat: np.ndarray, lo: float, hi: float) -> Image.Image:
-    """The image under a jet-coloured heat map (alpha 0.5), scaled from `lo` to `hi`."""
-    from matplotlib import colormaps  # the anomaly extra
-
-    scaled = np.clip((heat - lo) / max(hi - lo, 1e-12), 0, 1)
-    colour = colormaps["jet"](scaled)[..., :3] * 255
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    return Image.fromarray((0.5 * rgb + 0.5 * colour).clip(0, 255).astype(np.uint8))
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -116,11 +122,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     def make(category: str) -> AnomalyMethod:
         if args.memory:
             method = AnomalyMethod.load(args.memory, model, tokenizer)
-            method.category = category
-            if isinstance(method, WinCLIP):
-                method.forget_shots()  # a memory's shots belong to its own category; --shots refits
+            if not isinstance(method, AnomalyCLIP):
+                raise ValueError(f"{args.memory}: eval --memory takes AnomalyCLIP prompts (they fit any object); "
+                                 f"a {method.name} memory belongs to its own category: use --method and --shots")
+            method.category = category  # the prompts are object-agnostic; --shots fits WinCLIP+ memories on top
             return method
-        return _build(args, model, tokenizer, category)
+        return _untrained_refused(_build(args, model, tokenizer, category))
 
     report = evaluate_anomaly(
         args.dataset,
@@ -147,22 +154,31 @@ def _fit_prompts(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     names = args.category or categories(args.dataset)
-    images, masks, skipped = [], [], SkipLog()
-    for name in names:
-        dataset = AnomalySet(args.dataset, category=name)
-        for index, item in enumerate(dataset.split("test")):
-            mask = dataset.mask("test", index)
-            if mask is None:
-                skipped.add(item.path, "no mask file")
-                continue
-            images.append(load_image(item.path).convert("RGB"))
-            masks.append(mask)
     model, _, tokenizer = load_from_args(args)
     method = _build(args, model, tokenizer, "object")
     assert isinstance(method, AnomalyCLIP)
-    losses = method.train_prompts(images, masks, steps=args.steps, categories=names)
+    size = method.options["image_size"]
+    masks, views, skipped = [], [], SkipLog()
+    for name in names:  # one category's images at a time; masks kept at the working resolution
+        dataset = AnomalySet(args.dataset, category=name)
+        images = []
+        for index, item in enumerate(dataset.split("test")):
+            mask = dataset.mask("test", index)
+            image = try_load_image(item.path, skipped) if mask is not None else None
+            if mask is None:
+                skipped.add(item.path, "no mask file")
+            if image is None or mask is None:
+                continue
+            images.append(image)
+            masks.append(np.asarray(Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST)))
+        if images:
+            views.append(method.views(images))
+    if not views:
+        raise ValueError(f"{args.dataset}: no annotated test images in {', '.join(names)}")
+    joined = {key: torch.cat([v[key] for v in views]) for key in views[0]}
+    losses = method.train_prompts([None] * len(masks), masks, steps=args.steps, categories=names, views=joined)
     method.save(args.out)
-    print(f"trained anomalyclip prompts on {len(images)} annotated images of {', '.join(names)} "
+    print(f"trained anomalyclip prompts on {len(masks)} annotated images of {', '.join(names)} "
           f"(loss {losses[0]:.3f} → {losses[-1]:.3f}, skipped {skipped.count}); saved to {args.out}")
     return 0
 
@@ -173,14 +189,20 @@ def _run_fit(args: argparse.Namespace) -> int:
         return _fit_prompts(args)
     if (args.dataset is None) == (args.normal is None):
         raise ValueError("fit needs exactly one of --dataset (a category folder) or --normal (images)")
+    if args.shots == 0:
+        raise ValueError("fit needs at least one normal image: --shots 1 or more (or leave it out: all of them)")
     skipped = SkipLog()
     if args.dataset is not None:
-        dataset = AnomalySet(args.dataset)
+        if args.category and len(args.category) > 1:
+            raise ValueError("fit makes one category's memory: pass one --category")
+        dataset = AnomalySet(args.dataset, category=args.category[0] if args.category else None)
         paths = choose_shots(dataset, args.shots or len(dataset.split("train")), args.seed)
         normal, category = _read(FileImages(tuple(paths)), skipped), str(dataset.category)
     else:
-        images = item_images(resolve_items(args.normal))
-        chosen = RefImages(images.refs[: args.shots or len(images)])
+        images = item_images(resolve_items(args.normal, skipped=skipped))
+        if args.shots and args.shots > len(images):
+            raise ValueError(f"--shots {args.shots} asked, but --normal holds {len(images)} images")
+        chosen = RefImages(images.refs[: args.shots or len(images)])  # the first N, in name order
         normal, category = _read(chosen, skipped), args.object or "object"
     if not normal:
         raise ValueError(f"fit: no readable normal images (skipped {skipped.count})")
@@ -193,46 +215,61 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read(images: FileImages | RefImages, skipped: SkipLog) -> list[tuple[str, Image.Image]]:
-    """(name, RGB image) of every readable image; the others are counted in `skipped`."""
+def _read(
+    images: FileImages | RefImages, skipped: SkipLog, indices: range | None = None
+) -> list[tuple[int, Image.Image]]:
+    """(index, RGB image) of every readable image (of `indices`, default all); the others go to `skipped`."""
     out = []
-    for i in tqdm(range(len(images)), desc="reading images", disable=len(images) < 50):
-        name = images.name(i) if isinstance(images, RefImages) else str(images.paths[i])
-        try:
-            out.append((name, images.load(i).convert("RGB")))
-        except (ImageDecodeError, OSError) as exc:
-            skipped.add(name, exc)
+    indices = range(len(images)) if indices is None else indices
+    for i in tqdm(indices, desc="reading images", disable=len(indices) < 50):
+        if isinstance(images, FileImages):
+            image = try_load_image(images.paths[i], skipped)
+        else:
+            try:
+                image = images.load(i)
+            except (ValueError, OSError) as exc:  # ImageDecodeError is a ValueError
+                skipped.add(images.name(i), exc)
+                image = None
+        if image is not None:
+            out.append((i, image))
     return out
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    images = item_images(resolve_items(args.images))
+    skipped = SkipLog()
+    images = item_images(resolve_items(args.images, skipped=skipped))
     if not len(images):
         raise ValueError("no images found in the given inputs")
     model, _, tokenizer = load_from_args(args)
     if args.memory:
         method = AnomalyMethod.load(args.memory, model, tokenizer)
     else:
-        method = _build(args, model, tokenizer, args.object or "object")
+        method = _untrained_refused(_build(args, model, tokenizer, args.object or "object"))
         if not method.zero_shot:
             raise ValueError(f"{args.method} needs normal images: run `clipforge anomaly fit` and pass --memory")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    skipped, used = SkipLog(), set[str]()
+    scored: list[tuple[int, float, Any]] = []  # (index, score, map on the method's grid): small
+    for start in tqdm(range(0, len(images), 8), desc=f"scoring ({method.name})"):
+        batch = _read(images, skipped, range(start, min(start + 8, len(images))))
+        if batch:
+            result = method.score([image for _, image in batch])
+            scored += [(i, float(v), m) for (i, _), v, m in zip(batch, result.image, result.maps)]
+    lo = min((float(m.min()) for _, _, m in scored), default=0.0)
+    hi = max((float(m.max()) for _, _, m in scored), default=1.0)
     rows: list[dict[str, Any]] = []
-    loaded = _read(images, skipped)
-    for start in tqdm(range(0, len(loaded), 8), desc=f"scoring ({method.name})"):
-        batch = loaded[start : start + 8]
-        scores = method.score([image for _, image in batch])
-        for (source, image), value, score_map in zip(batch, scores.image, scores.maps):
-            heat = upsample_map(score_map, (image.height, image.width), method.map_sigma)
-            name = Path(source).stem
-            name = name if name not in used else f"{name}-{len(rows)}"  # same file names in several folders
-            used.add(name)
-            overlay = out / f"{name}.heat.png"
-            heat_overlay(image, heat, float(heat.min()), float(heat.max())).save(overlay)
-            rows.append({"image": source, "score": float(value), "overlay": str(overlay)})
+    used: set[str] = set()
+    for i, value, score_map in tqdm(scored, desc="writing overlays", disable=len(scored) < 50):
+        image = images.load(i)
+        heat = upsample_map(score_map, (image.height, image.width), method.map_sigma)
+        name = Path(images.name(i)).stem
+        name = name if name not in used else f"{name}-{i}"  # same file names in several folders
+        used.add(name)
+        overlay = out / f"{name}.heat.png"
+        heat_overlay(image, heat, lo, hi).save(overlay)  # one colour scale for the whole run
+        rows.append({"image": images.name(i), "score": value, "overlay": str(overlay)})
     write_json_atomic(out / "scores.json", {"method": method.name, "shots": method.shots, "scores": rows,
+                                            "map_range": [lo, hi],
                                             "skipped": [{"image": s, "reason": r} for s, r in skipped.items]})
     for row in sorted(rows, key=lambda r: -float(r["score"]))[:10]:
         print(f"{row['score']:.4f}  {row['image']}")

@@ -52,12 +52,13 @@ def choose_shots(dataset: AnomalySet, shots: int, seed: int = 0) -> list[Path]:
 
 
 def _pick_examples(labels: np.ndarray, n: int) -> set[int]:
-    """Up to n test indices, anomalous and normal alternating, spread over the split."""
+    """Up to n test indices spread over the split: two thirds anomalous, the rest normal (or whatever exists)."""
     bad, good = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    chosen: list[int] = []
-    for a, b in zip(np.array_split(bad, max(1, n - n // 3)), np.array_split(good, max(1, n // 3))):
-        chosen += [int(x[0]) for x in (a, b) if len(x)]
-    return set(chosen[:n])
+    n_bad = min(len(bad), max(n - n // 3, n - len(good)))
+    picks = [bad[np.linspace(0, len(bad) - 1, n_bad).round().astype(int)]] if n_bad else []
+    n_good = min(len(good), n - n_bad)
+    picks += [good[np.linspace(0, len(good) - 1, n_good).round().astype(int)]] if n_good else []
+    return {int(i) for part in picks for i in part}
 
 
 def score_category(
@@ -79,13 +80,15 @@ def score_category(
     start = time.perf_counter()
     bar = tqdm(total=len(items), desc=f"{dataset.category} ({method.name}, {method.shots}-shot)", disable=not progress)
     for i in range(0, len(items), batch_size):
-        images = [load_image(item.path).convert("RGB") for item in items[i : i + batch_size]]
+        images = [load_image(item.path) for item in items[i : i + batch_size]]
         out = score(images)
         for j, image in enumerate(images):
             index = i + j
             image_scores[index] = float(out.image[j])
             mask = dataset.mask("test", index)
-            height, width = (image.height, image.width) if mask is None else mask.shape
+            height, width = image.height, image.width
+            if mask is not None and mask.shape != (height, width):  # a mask saved at another size: fit it
+                mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
             heat = upsample_map(out.maps[j], (height, width), method.map_sigma)
             if mask is not None:
                 pixels.update(heat, mask)
@@ -128,7 +131,7 @@ def evaluate_anomaly(
     for name in names:
         dataset = AnomalySet(root, category=name)
         method = make_method(name)
-        method.fit([load_image(p).convert("RGB") for p in choose_shots(dataset, shots, seed)])
+        method.fit([load_image(p) for p in choose_shots(dataset, shots, seed)])
         result = score_category(dataset, method, progress=progress)
         results.append(result)
         if plots:

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
+from ..anomaly.base import heat_overlay
 from .datasets import EvalDataset
 
 
@@ -224,8 +226,7 @@ def plot_anomaly(
             elif c == 1:
                 ax.imshow(data, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             else:
-                ax.imshow(image)
-                ax.imshow(data, cmap="jet", alpha=0.5, vmin=lo, vmax=hi)
+                ax.imshow(heat_overlay(Image.fromarray(image), data, lo, hi))
                 ax.set_xlabel(f"score {score:.3f}", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
