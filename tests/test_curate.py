@@ -383,3 +383,57 @@ def test_missing_pyahocorasick_is_one_line_before_any_work(tmp_path):
     )
     one_line_error(run, "curate", "install pyahocorasick (pip install 'clipforge[curate]')")
     assert not (tmp_path / "OUT").exists()
+
+
+def test_curated_tsv_and_parquet_keep_format_columns_and_order(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    captions = ["red cat", "blue dog", "nothing", "red dog", "a cat", "", "red red red"] * 30
+    (tmp_path / "d").mkdir()
+    tsv = tmp_path / "d" / "pairs.tsv"
+    tsv.write_text(
+        "path\ttext\tn\n" + "".join(f"im/{i}.png\t{c}\t{i}\n" for i, c in enumerate(captions)), encoding="utf-8"
+    )
+    table = pa.table(
+        {"image": [f"im/{i}.png" for i in range(len(captions))], "caption": captions, "n": list(range(len(captions)))}
+    )
+    parquet = tmp_path / "d" / "pairs.parquet"
+    pq.write_table(table, parquet)
+    meta = tmp_path / "m.txt"
+    meta.write_text("red\ncat\ndog\n", encoding="utf-8")
+    a = curate_metaclip(tsv, meta, t=20, out=tmp_path / "tsv", chunk_size=11, progress=False, plot=False)
+    b = curate_metaclip(parquet, meta, t=20, out=tmp_path / "pq", chunk_size=11, progress=False, plot=False)
+    assert a.manifest.name == "curated.tsv" and b.manifest.name == "curated.parquet"
+    rows_a, cols_a = read_rows(a.manifest)
+    rows_b, cols_b = read_rows(b.manifest)
+    assert cols_a == ["path", "text", "n"] and cols_b == ["image", "caption", "n"]
+    kept_a, kept_b = [int(r["n"]) for r in rows_a], [r["n"] for r in rows_b]
+    assert kept_a == sorted(kept_a) and kept_a == kept_b  # same rows, same draws, whatever the format
+    assert all(captions[n] not in ("nothing", "") for n in kept_a)
+    assert rows_b[0]["image"] == f"../d/im/{kept_b[0]}.png"
+    assert pq.read_schema(b.manifest).names == table.schema.names
+
+
+def test_the_input_is_never_replaced(pairs):
+    data, meta = pairs
+    copy = data.with_name("curated.csv")
+    copy.write_bytes(data.read_bytes())
+    before = copy.read_bytes()
+    with pytest.raises(ValueError, match="may not replace its input"):
+        curate_metaclip(copy, meta, t=60, out=data.parent, progress=False, plot=False)
+    assert copy.read_bytes() == before
+
+
+def test_a_failed_write_leaves_no_manifest_behind(pairs, tmp_path):
+    from clipforge.curate.manifest import ManifestStream, ManifestWriter
+
+    data, _ = pairs
+    stream = ManifestStream(data)
+    out = tmp_path / "out" / "curated.csv"
+    with pytest.raises(RuntimeError, match="boom"):
+        with ManifestWriter(stream, out) as writer:
+            chunk = next(stream.chunks(10))
+            writer.write(chunk, np.ones(10, bool))
+            raise RuntimeError("boom")
+    assert list(out.parent.iterdir()) == []
+    assert [len(c.texts) for c in stream.chunks(250)] == [250, 250, 100]  # bounded chunks, all rows

@@ -177,13 +177,13 @@ class ManifestWriter:
 
     def write(self, chunk: Chunk, keep: np.ndarray) -> None:
         """Write the rows of `chunk` where `keep` is True, in order."""
-        chosen = [i for i in np.flatnonzero(keep).tolist()]
+        chosen = np.flatnonzero(keep).tolist()
         stream = self.stream
         if stream.format == "parquet":
-            batch = chunk.records.take(chosen)
-            if self._rebase:
-                import pyarrow as pa  # optional: only parquet manifests need pyarrow
+            import pyarrow as pa  # optional: only parquet manifests need pyarrow
 
+            batch = chunk.records.filter(pa.array(np.asarray(keep, dtype=bool)))
+            if self._rebase:
                 i = batch.schema.get_field_index(stream.image_column)
                 moved = pa.array([self._moved(v) for v in batch.column(i).to_pylist()], type=batch.schema.field(i).type)
                 batch = batch.set_column(i, stream.image_column, moved)
