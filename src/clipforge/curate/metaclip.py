@@ -163,7 +163,7 @@ def _report(
         "data": str(stream.path),
         "caption_column": stream.caption_column,
         "metadata": str(metadata) if isinstance(metadata, (str, Path)) else None,
-        "t": t,
+        "t": int(t) if t.is_integer() else t,
         "seed": seed,
         "matching": MATCHING_RULE,
         "entries": len(matcher),
