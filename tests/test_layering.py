@@ -18,7 +18,7 @@ TYPED = [
     "src/clipforge/extras.py",
     "src/clipforge/fast/encoder.py", "src/clipforge/api.py", "src/clipforge/adapt", "src/clipforge/evaluate",
     "src/clipforge/cli", "src/clipforge/index", "src/clipforge/zeroshot.py", "src/clipforge/probe.py",
-    "src/clipforge/losses.py", "src/clipforge/dense", "src/clipforge/anomaly",
+    "src/clipforge/losses.py", "src/clipforge/dense", "src/clipforge/anomaly", "src/clipforge/curate",
 ]
 
 

@@ -15,6 +15,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "pydantic", "uvicorn", "anyio", "multipart", "faiss", "pyarrow"),
     "eval": ("sklearn", "threadpoolctl", "matplotlib"),
     "anomaly": ("sklearn", "matplotlib"),
+    "curate": ("ahocorasick", "matplotlib"),
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "hf": ("transformers",),
     "plot": ("matplotlib",),
@@ -22,7 +23,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 
 #: the pip distribution of an import name, where the two differ (anyio comes with fastapi)
-DISTRIBUTIONS: dict[str, str] = {"faiss": "faiss-cpu", "sklearn": "scikit-learn", "multipart": "python-multipart"}
+DISTRIBUTIONS: dict[str, str] = {
+    "faiss": "faiss-cpu", "sklearn": "scikit-learn", "multipart": "python-multipart", "ahocorasick": "pyahocorasick",
+}
 
 
 class MissingExtra(ValueError):

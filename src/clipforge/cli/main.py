@@ -20,14 +20,14 @@ from ..zeroshot import UnknownWordsWarning
 
 _COMMAND_MODULES = (
     "demo", "classify", "embed", "convert", "info", "train", "eval", "adapt", "export", "index", "search", "serve",
-    "segment", "anomaly",
+    "segment", "anomaly", "curate",
 )
 for _name in _COMMAND_MODULES:
     COMMANDS.register_lazy(_name, f"clipforge.cli.{_name}")
 
 #: the extra a command needs whatever its arguments: checked before the command does any work (and named
 #: in the hint when its module cannot even be imported)
-EXTRA_OF_COMMAND = {"index": "index", "search": "index", "serve": "serve", "anomaly": "anomaly"}
+EXTRA_OF_COMMAND = {"index": "index", "search": "index", "serve": "serve", "anomaly": "anomaly", "curate": "curate"}
 
 
 class _MissingDependency:
