@@ -134,6 +134,19 @@ def test_classify_and_embed(client, index):
     np.testing.assert_allclose(both["image_embedding"], index.vector(0), atol=1e-5)
 
 
+def test_browse_pages_through_the_index_in_order(client, index):
+    first = client.get("/items", params={"limit": 12}).json()
+    rest = client.get("/items", params={"offset": 12, "limit": 50}).json()
+    assert first["total"] == rest["total"] == 30 and len(first["items"]) == 12 and len(rest["items"]) == 18
+    ids = [item["id"] for item in first["items"] + rest["items"]]
+    assert ids == [hit.id for hit in index.browse(0, 30)] and len(set(ids)) == 30
+    assert all(item["image_url"] == f"/image/{item['id']}" and "/" not in item["name"] for item in first["items"])
+    assert client.get("/items", params={"offset": 10**6}).json()["items"] == []
+    for params in ({"limit": 51}, {"limit": 0}, {"offset": -1}, {"limit": "x"}):
+        response = client.get("/items", params=params)
+        assert response.status_code == 422, (params, response.text)
+
+
 def test_thumbnails_serve_only_indexed_items(client, index):
     res = client.get("/image/3", params={"size": 16})
     assert res.status_code == 200 and res.headers["content-type"] == "image/jpeg"

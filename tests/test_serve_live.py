@@ -99,6 +99,9 @@ def test_web_page_in_headless_chromium(server, corpus):
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(server + "/")
             expect(page.locator("#stats")).to_contain_text("36 items")
+            expect(page.locator("#results .result")).to_have_count(24)  # a browsing grid before any query
+            expect(page.locator("#status")).to_contain_text("browsing 24 of 36 items")
+            wait_for_images(page)
 
             page.fill("#query", "a red circle")
             page.select_option("#k", "12")

@@ -236,6 +236,12 @@ class SearchIndex:
             raise KeyError(f"no item with id {item_id}")
         return row
 
+    def browse(self, offset: int = 0, limit: int = 24) -> list[Hit]:
+        """Items in index order from row `offset` (at most `limit`; score 0.0: nothing was asked)."""
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must be at least 0")
+        return [self._hit(row, 0.0) for row in range(offset, min(offset + limit, len(self)))]
+
     def item(self, item_id: int) -> dict[str, Any]:
         """Metadata of one item: id, path, key, caption, member."""
         hit = self._hit(self.row_of(item_id), float("nan"))

@@ -112,6 +112,14 @@ class SearchResult(BaseModel):
         return cls(id=hit.id, score=round(hit.score, 6), name=name, caption=hit.caption, image_url=f"/image/{hit.id}")
 
 
+class BrowseResponse(BaseModel):
+    """A page of the index in its own order (what the web page shows before any query)."""
+
+    items: list[SearchResult] = Field(description="the page's items (score 0: no query was asked)")
+    offset: int
+    total: int = Field(description="items in the index")
+
+
 class SearchEcho(BaseModel):
     """The query as the server understood it."""
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import classify, embed, health, images, page, search
+from . import browse, classify, embed, health, images, page, search
 
-ROUTERS = (page.router, health.router, search.router, classify.router, embed.router, images.router)
+ROUTERS = (page.router, health.router, browse.router, search.router, classify.router, embed.router, images.router)
 
 __all__ = ["ROUTERS"]

@@ -20,10 +20,10 @@ async function call(url, options) {
   return body;
 }
 
-function renderResults(data, label) {
+function renderGrid(hits, scored) {
   const grid = $("results");
   grid.replaceChildren();
-  for (const hit of data.results) {
+  for (const hit of hits) {
     const card = document.createElement("figure");
     card.className = "result";
     card.dataset.id = hit.id;
@@ -35,7 +35,7 @@ function renderResults(data, label) {
     meta.className = "meta";
     const score = document.createElement("div");
     score.className = "score";
-    score.textContent = `${hit.score.toFixed(3)} · #${hit.id}`;
+    score.textContent = scored ? `${hit.score.toFixed(3)} · #${hit.id}` : `#${hit.id}`;
     const caption = document.createElement("div");
     caption.className = "caption";
     caption.textContent = hit.caption || hit.name;
@@ -43,6 +43,10 @@ function renderResults(data, label) {
     card.append(img, meta);
     grid.append(card);
   }
+}
+
+function renderResults(data, label) {
+  renderGrid(data.results, true);
   $("status").textContent = `${data.results.length} results for ${label} in ${data.took_ms} ms`;
   showError((data.warnings || []).join(" "));  // e.g. query words the model does not know
 }
@@ -107,6 +111,15 @@ function chooseFile() {
   $("classify-btn").disabled = !imageFile;
 }
 
+async function browse() {
+  // Before any query the page shows the index's first items, so a visitor sees what is there.
+  try {
+    const data = await call("/items?limit=24");
+    renderGrid(data.items, false);
+    $("status").textContent = `browsing ${data.items.length} of ${data.total.toLocaleString()} items`;
+  } catch (err) { showError(err.message); }
+}
+
 async function loadStats() {
   try {
     const h = await call("/health");
@@ -119,3 +132,4 @@ $("file").addEventListener("change", chooseFile);
 $("image-search-btn").addEventListener("click", imageSearch);
 $("classify-btn").addEventListener("click", classify);
 loadStats();
+browse();
