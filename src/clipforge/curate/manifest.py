@@ -21,7 +21,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..data.columns import CAPTION_COLUMNS, IMAGE_COLUMNS, is_manifest, pick_column, require_column, texts_of
+from ..data.columns import (
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    is_manifest,
+    iter_jsonl,
+    pick_column,
+    require_column,
+    texts_of,
+)
 from ..files import atomic_path, canonical_path
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -82,20 +90,10 @@ class ManifestStream:
         return open(self.path, newline="", encoding="utf-8")
 
     def _jsonl_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        with self._open() as fh:
-            try:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{self.path}:{lineno}: not valid JSON ({exc.msg})") from None
-                    if not isinstance(row, dict):
-                        raise ValueError(f"{self.path}:{lineno}: expected a JSON object per line")
-                    yield line, row
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{self.path}: not UTF-8 text (byte {exc.start}); manifests must be UTF-8") from None
+        try:
+            yield from iter_jsonl(self.path)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{self.path}: not UTF-8 text (byte {exc.start}); manifests must be UTF-8") from None
 
     def _csv_rows(self) -> Iterator[list[str]]:
         with self._open() as fh:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 IMAGE_COLUMNS = ("filepath", "image", "image_path", "path", "file", "filename")
 CAPTION_COLUMNS = ("caption", "captions", "text", "title", "sentence")
@@ -49,9 +49,9 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
         raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); manifests must be UTF-8") from None
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
+def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(line, object) of each non-blank line of a JSONL manifest, streamed; a bad line is named by its number."""
+    with open(path, newline="", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -61,7 +61,11 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
-            rows.append(row)
+            yield line, row
+
+
+def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    rows = [row for _, row in iter_jsonl(path)]
     return rows, list(dict.fromkeys(k for r in rows for k in r))
 
 
