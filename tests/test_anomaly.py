@@ -20,6 +20,7 @@ from clipforge.anomaly.winclip import WinCLIP
 from clipforge.cli.main import main
 from clipforge.data.anomaly import AnomalySet
 from clipforge.data.shapes.anomaly import write_anomaly_dataset
+from clipforge.evaluate.anomaly import score_category
 
 pytest.importorskip("faiss")
 SMALL = {"grid": 8, "scales": (2, 3), "window_stride": 2}  # 32 windows an image: quick, still multi-scale
@@ -166,7 +167,7 @@ def test_window_cover_and_focal_loss_against_direct_computations():
     assert focal_loss(p, y) == pytest.approx(float((-(1 - pt) ** 2 * pt.log()).mean()))
 
 
-def test_anomalyclip_prompts_train_round_trip_and_score_unseen_objects(default, tmp_path):
+def test_anomalyclip_prompts_train_round_trip_and_score_unseen_objects(default, parts, tmp_path):
     from clipforge.anomaly import AnomalyCLIP
 
     model, tokenizer = default
@@ -189,3 +190,5 @@ def test_anomalyclip_prompts_train_round_trip_and_score_unseen_objects(default, 
     out = again.score(unseen)
     assert out.maps.shape == (1, 8, 8) and torch.isfinite(out.maps).all()
     assert model.text.token_embedding.weight.requires_grad  # the towers' flags are restored after training
+    unseen_parts = score_category(AnomalySet(parts, category="circle"), again, progress=False)
+    assert unseen_parts.metrics["image_auroc"] > 0.6, unseen_parts.metrics  # circles: never in its training
