@@ -53,7 +53,7 @@ class CachedViews:
 
 
 def _images(paths):
-    return [load_image(p).convert("RGB") for p in paths]
+    return [load_image(p) for p in paths]
 
 
 def run_category(dataset: AnomalySet, views, model, tokenizer, shots: list[int], stride: int, seed: int):

@@ -3,7 +3,8 @@
     python bench/bench_shapes.py [--images 300] [--repeats 3] [--size 64]
 
 writes bench/results/shapes_speed.json: images/s (median of the repeats) of `ShapesWorld.sample`
-for each variety, and each variety's ratio to classic.
+for each variety, and each variety's ratio to classic; and of `anomaly_sample` (the anomaly parts),
+good and with a defect (the defects in turn), at the same size.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import load_average, machine_info, markdown_table, write_json  # noqa: E402
 
 from clipforge.data.shapes import VARIETIES, ShapesWorld  # noqa: E402
+from clipforge.data.shapes.anomaly import ANOMALY_CATEGORIES, DEFECTS, anomaly_sample  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +31,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64)
     args = p.parse_args()
     torch.set_num_threads(1)
-    rates: dict[str, list[float]] = {v: [] for v in VARIETIES}
+    parts = {"anomaly parts, good": None, "anomaly parts, defect": DEFECTS}
+    rates: dict[str, list[float]] = {v: [] for v in (*VARIETIES, *parts)}
     for _ in range(args.repeats):  # interleaved, so load changes hit every variety alike
         for variety in VARIETIES:
             world = ShapesWorld(split="train", image_size=args.size, size=args.images, variety=variety)
@@ -37,8 +40,15 @@ def main() -> None:
             for i in range(args.images):
                 world.sample(i)
             rates[variety].append(args.images / (time.perf_counter() - start))
+        for name, defects in parts.items():
+            start = time.perf_counter()
+            for i in range(args.images):
+                category = ANOMALY_CATEGORIES[i % len(ANOMALY_CATEGORIES)]
+                defect = None if defects is None else defects[i % len(defects)]
+                anomaly_sample(category, "test", i, image_size=args.size, defect=defect)
+            rates[name].append(args.images / (time.perf_counter() - start))
     median = {v: round(statistics.median(r), 1) for v, r in rates.items()}
-    rows = [[v, median[v], f"{median[v] / median['classic']:.2f}x"] for v in VARIETIES]
+    rows = [[v, median[v], f"{median[v] / median['classic']:.2f}x"] for v in rates]
     print(markdown_table(["variety", "images/s", "vs classic"], rows))
     data = {
         "image_size": args.size,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Iterable
 
-#: import names each extra provides, in the order a hint prefers them (`tests/test_extras.py` checks this
-#: table against pyproject.toml)
+#: import names each extra provides, in the order a hint prefers them (`tests/test_cli_needs.py` checks
+#: this table against pyproject.toml)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "index": ("faiss", "pyarrow"),
     "serve": ("fastapi", "pydantic", "uvicorn", "anyio", "multipart", "faiss", "pyarrow"),

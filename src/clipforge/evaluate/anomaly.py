@@ -85,8 +85,8 @@ def score_category(
         for j, image in enumerate(images):
             index = i + j
             image_scores[index] = float(out.image[j])
-            mask = dataset.mask("test", index)
             height, width = image.height, image.width
+            mask = dataset.mask("test", index) if labels[index] else np.zeros((height, width), dtype=bool)
             if mask is not None and mask.shape != (height, width):  # a mask saved at another size: fit it
                 mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
             heat = upsample_map(out.maps[j], (height, width), method.map_sigma)
