@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,29 @@ def test_locked_image_tower_does_not_move_and_bf16_runs(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
     assert not torch.equal(before["text.token_embedding.weight"], after["text.token_embedding.weight"])
     assert summary["final_loss"] == summary["final_loss"]  # finite, not NaN
+
+
+def test_fresh_image_tower_trains_against_a_locked_text_tower_of_another_model(tmp_path):
+    donor = train(_cfg(tmp_path, name="donor", model="tiny-rn", batch_size=8, max_steps=2), progress=False)
+    vit = {"vision": {"image_size": 64}}  # the donor reads 64 px images
+    cfg = _cfg(tmp_path, name="vit", batch_size=8, max_steps=2, init_text=donor["final_model"], lock_text=True)
+    trainer = Trainer(replace(cfg, model_overrides=vit), progress=False)
+    before = {k: v.clone() for k, v in trainer.model.visual.state_dict().items()}
+    summary = trainer.fit()
+    text_model, _, text_tok = clipforge.load(donor["final_model"], device="cpu")
+    student, _, student_tok = clipforge.load(summary["final_model"], device="cpu")
+    assert student.config.vision.kind == "vit" and text_model.config.vision.kind == "resnet"
+    assert student.config.text == text_model.config.text
+    assert student_tok("a big red star.").tolist() == text_tok("a big red star.").tolist()
+    ours, theirs = student.state_dict(), text_model.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours if k.startswith("text."))
+    assert any(not torch.equal(v, before[k]) for k, v in student.visual.state_dict().items())
+    with pytest.raises(ValueError, match="exclude each other"):
+        _cfg(tmp_path, init=donor["final_model"], init_text=donor["final_model"])
+    with pytest.raises(ValueError, match="embedding width"):
+        Trainer(_cfg(tmp_path, name="x", init_text=donor["final_model"], model_overrides={**vit, "embed_dim": 48}))
+    with pytest.raises(ValueError, match="the model 32px"):
+        Trainer(_cfg(tmp_path, name="y", init_text=donor["final_model"]))
 
 
 def test_finetune_from_checkpoint_and_webdataset_and_folder_sources(tmp_path):
@@ -371,7 +395,7 @@ def test_removed_tensorboard_field_is_dropped_with_a_warning(tmp_path):
         cfg = TrainConfig.from_json(path)
     assert "tensorboard" not in cfg.to_dict() and cfg.model == "tiny"
     with pytest.warns(UserWarning, match="tensorboard"):
-        TrainConfig.from_json(Path(clipforge.__file__).parent / "assets" / "default-model" / "train_config.json")
+        TrainConfig.from_json(Path(clipforge.__file__).parent / "assets" / "default-rn" / "train_config.json")
 
 
 def test_train_config_file_flag_and_its_deprecated_alias(tmp_path):

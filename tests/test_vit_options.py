@@ -143,3 +143,17 @@ def test_openclip_config_with_unsupported_pooling_is_refused(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="vision_cfg.pool_type='none' is not supported"):
         clipforge.load(tmp_path / "oc", device="cpu")
+
+
+def test_shapes_vit_hybrid_preset_builds():
+    cfg = get_config("shapes-vit-hybrid")
+    same = get_config("shapes-vit", vision={"stem_widths": [32, 64, 128], "stem_depth": 2, "pool": "mean"})
+    assert cfg.replace(name=same.name) == same  # the preset is shapes-vit with a conv body and mean pooling
+    model = clipforge.create_model("shapes-vit-hybrid").eval()
+    v = model.visual
+    assert [layer.conv.out_channels for layer in v.stem] == [32, 64, 128]
+    assert v.conv1.weight.shape == (128, 128, 1, 1)  # 8 px patches = one stem output of stride 8
+    with torch.no_grad():
+        assert v.tokens(torch.randn(2, 3, 64, 64)).shape == (2, 1 + 8 * 8, 128)
+        assert model.encode_image(torch.randn(2, 3, 64, 64)).shape == (2, 128)
+    assert sum(p.numel() for p in v.parameters()) < 2_000_000

@@ -17,7 +17,10 @@ from .runtime import Backend, Precision, model_dtype, resolve_runtime
 from .tokenizer import BPETokenizer, Tokenizer, WordTokenizer, load_tokenizer
 from .transforms import ImageTransform
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
+ASSETS_DIR = Path(__file__).parent / "assets"
+DEFAULT_MODEL_DIR = ASSETS_DIR / "default-model"
+#: Models trained on the shapes world that ship inside the package, by the name `load` accepts.
+EMBEDDED_MODELS = {"default": DEFAULT_MODEL_DIR, "default-rn": ASSETS_DIR / "default-rn"}
 
 
 def default_device() -> torch.device:
@@ -36,11 +39,29 @@ def list_models() -> list[str]:
 
 def default_model_path() -> Path:
     """The small model trained on the shapes world that ships inside the package."""
-    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-        raise FileNotFoundError(
-            f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; pass a checkpoint path"
-        )
-    return DEFAULT_MODEL_DIR
+    return embedded_model_path("default")
+
+
+def embedded_model_path(name: str) -> Path:
+    """The directory of the embedded model `name` (a key of `EMBEDDED_MODELS`)."""
+    if name not in EMBEDDED_MODELS:
+        raise KeyError(f"no embedded model {name!r}; the package ships {', '.join(EMBEDDED_MODELS)}")
+    path = EMBEDDED_MODELS[name]
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"the embedded model {name!r} is missing from {path}; pass a checkpoint path")
+    return path
+
+
+def resolve_model_path(path: str | Path | None) -> Path | str:
+    """A checkpoint path as given, or the directory of an embedded model named by it (None = the default).
+
+    A file or folder that exists under the same name wins over the embedded model's name.
+    """
+    if path is None:
+        return default_model_path()
+    if isinstance(path, str) and path in EMBEDDED_MODELS and not Path(path).exists():
+        return embedded_model_path(path)
+    return path
 
 
 # For the type checker: backend None/"none" always gives the plain `CLIP` module, other backends may
@@ -77,8 +98,9 @@ def load(
 ) -> tuple[CLIP | FastCLIP, ImageTransform, Tokenizer]:
     """Load a checkpoint of any supported format → (model in eval mode, preprocess, tokenizer).
 
-    `path=None` loads the embedded default model. `config` (preset name, ModelConfig, dict or JSON
-    path) overrides architecture inference; `activation` sets QuickGELU/GELU for bare state dicts.
+    `path=None` loads the embedded default model; the names of `EMBEDDED_MODELS` load the others.
+    `config` (preset name, ModelConfig, dict or JSON path) overrides architecture inference;
+    `activation` sets QuickGELU/GELU for bare state dicts.
 
     `backend=None`/"none" returns the `CLIP` module (trainable, in `precision`: fp32/bf16/fp16).
     "torch" or "onnx" returns an inference engine (`clipforge.fast.FastCLIP`: `encode_image`,
@@ -87,7 +109,7 @@ def load(
     """
     dev = torch.device(device) if device else default_device()
     run_precision, run_backend = resolve_runtime(precision, backend, dev)
-    ckpt = read_checkpoint(path if path is not None else default_model_path(), config=config, activation=activation)
+    ckpt = read_checkpoint(resolve_model_path(path), config=config, activation=activation)
     model = build_model(ckpt)
     model = model.to(device=dev, dtype=torch.float32 if run_backend != "none" else model_dtype(run_precision))
     encoder: CLIP | FastCLIP = model if run_backend == "none" else optimize(model, run_precision, run_backend)
@@ -120,8 +142,8 @@ def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:
 
 def get_tokenizer(name_or_path: str | Path | None = None, context_length: int | None = None) -> Tokenizer:
     """The tokenizer of a preset name, a checkpoint path, or (None) the default model."""
-    if name_or_path is None:
-        name_or_path = default_model_path()
+    if name_or_path is None or name_or_path in EMBEDDED_MODELS:
+        name_or_path = resolve_model_path(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in list_configs():
         cfg = get_config(name_or_path)
         return BPETokenizer.from_bpe_file(context_length=context_length or cfg.text.context_length)

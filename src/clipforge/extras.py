@@ -16,6 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "eval": ("sklearn", "threadpoolctl", "matplotlib"),
     "anomaly": ("sklearn", "matplotlib"),
     "curate": ("ahocorasick", "matplotlib"),
+    "coco": ("pycocotools",),
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "hf": ("transformers",),
     "plot": ("matplotlib",),

@@ -56,7 +56,8 @@ class Registry(Generic[T]):
         return entry
 
     def register_lazy(self, name: str, target: str, help: str = "") -> None:
-        """Register "package.module:attribute", imported on first use (keeps optional parts cheap)."""
+        """Register "package.module:attribute" (or a whole "package.module"), imported on first use
+        (keeps optional parts cheap)."""
         key = self._key(name)
         if key in self._entries or key in self._lazy:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
@@ -67,7 +68,8 @@ class Registry(Generic[T]):
         key = self._key(name)
         if key not in self._entries and key in self._lazy:
             module, _, attribute = self._lazy[key].partition(":")
-            self._entries[key] = getattr(importlib.import_module(module), attribute)
+            loaded: Any = importlib.import_module(module)
+            self._entries[key] = getattr(loaded, attribute) if attribute else loaded
         if key not in self._entries:
             raise ValueError(self.unknown_message(name))
         return self._entries[key]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import typing
 
 from ..api import load
+from ..config import Activation
 from ..runtime import BACKENDS, PRECISIONS
+from ..runtime.policy import MODEL_DTYPES
 
 
 def add_model_arguments(
@@ -28,7 +31,7 @@ def add_model_arguments(
         parser.add_argument("--config", default=None, help="architecture override: preset name or config JSON")
         parser.add_argument(
             "--activation",
-            choices=["quick_gelu", "gelu"],
+            choices=typing.get_args(Activation),
             default=None,
             help="activation for bare state dicts that do not record it (OpenAI weights: quick_gelu)",
         )
@@ -52,7 +55,7 @@ def add_model_arguments(
         )
     else:
         parser.add_argument(
-            "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="model weights dtype (default fp32)"
+            "--precision", choices=list(MODEL_DTYPES), default="fp32", help="model weights dtype (default fp32)"
         )
 
 

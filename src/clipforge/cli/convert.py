@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..checkpoints import export
+from ..checkpoints import EXPORT_FORMATS, export
 from ..files import check_destination
 from .common import add_model_arguments, load_from_args
 
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--to",
         dest="fmt",
-        choices=["native", "hf", "openclip"],
+        choices=EXPORT_FORMATS,
         default="native",
         help="output layout (default native)",
     )

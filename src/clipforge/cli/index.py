@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import asdict
 
+from ..index.ann import INDEX_KINDS
 from ..index.build import BuildOptions, add_to_index, build_index, summarize
 from ..index.search import SearchIndex
 from .common import add_model_arguments
@@ -29,7 +30,7 @@ def _add_embedding_arguments(p: argparse.ArgumentParser, build: bool) -> None:
     p.add_argument(
         "--index-type",
         default="auto",
-        choices=["auto", "flat", "hnsw", "ivf_flat", "ivf_pq"],
+        choices=["auto", *INDEX_KINDS],
         help="faiss index (auto: flat < 100k items, hnsw < 2M, ivf_flat < 5M, else ivf_pq)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")

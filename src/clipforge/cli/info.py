@@ -1,31 +1,31 @@
-"""`clipforge info [CHECKPOINT | default | --model CHECKPOINT]`: what a checkpoint is (including the
-words a closed-vocabulary tokenizer knows), or the list of presets."""
+"""`clipforge info [CHECKPOINT | default | default-rn | --model CHECKPOINT]`: what a checkpoint is
+(including the words a closed-vocabulary tokenizer knows), or the list of presets."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import typing
 from typing import Any
 
-from ..api import default_model_path, tokenizer_for
+from ..api import EMBEDDED_MODELS, resolve_model_path, tokenizer_for
 from ..checkpoints import Checkpoint, read_checkpoint
-from ..config import get_config, list_configs
+from ..config import Activation, get_config, list_configs
 from ..tokenizer import WordTokenizer
 
 HELP = "describe a checkpoint and its tokenizer ('default': the embedded model), or list the model presets"
-DEFAULT_NAME = "default"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         nargs="?",
-        help=f"a checkpoint path, or '{DEFAULT_NAME}' for the embedded default model (omit to list presets)",
+        help=f"a checkpoint path, or an embedded model ({', '.join(EMBEDDED_MODELS)}) (omit to list presets)",
     )
     parser.add_argument("--model", default=None, help="the checkpoint, as for the other commands (same as CHECKPOINT)")
     parser.add_argument("--config", default=None, help="architecture override: preset name or config JSON")
     parser.add_argument(
-        "--activation", choices=["quick_gelu", "gelu"], default=None, help="activation of bare state dicts"
+        "--activation", choices=typing.get_args(Activation), default=None, help="activation of bare state dicts"
     )
 
 
@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
             arch = f"ResNet {list(v.layers)}" if isinstance(v.layers, tuple) else f"ViT patch {v.patch_size}"
             print(f"{name:14s} {arch:22s} image {v.image_size:3d}  width {v.width:4d}  embed {cfg.embed_dim}")
         return 0
-    path = default_model_path() if target == DEFAULT_NAME else target
-    ckpt = read_checkpoint(path, config=args.config, activation=args.activation)
+    ckpt = read_checkpoint(resolve_model_path(target), config=args.config, activation=args.activation)
     n_params = sum(t.numel() for t in ckpt.state_dict.values())
     info: dict[str, Any] = {"format": ckpt.source_format, "parameters": n_params, "config": ckpt.config.to_dict()}
     info["tokenizer"] = _describe_tokenizer(ckpt)

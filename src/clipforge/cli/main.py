@@ -8,7 +8,6 @@ dependency is missing still appears and says what to install.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
 from typing import Sequence, TextIO
@@ -48,7 +47,7 @@ def _command_modules():
     """(name, module) of each registered command; a missing optional dependency becomes a stand-in."""
     for name in COMMANDS.list():
         try:
-            yield name, importlib.import_module(f"clipforge.cli.{name}")
+            yield name, COMMANDS.get(name)
         except ModuleNotFoundError as exc:
             if exc.name and not exc.name.startswith("clipforge"):
                 yield name, _MissingDependency(name, exc.name.split(".")[0])

@@ -13,6 +13,7 @@ import json
 import typing
 import warnings
 
+from ..losses import LOSSES
 from ..train import TrainConfig, train
 
 HELP = "train or fine-tune a CLIP model (torchrun --nproc_per_node N -m clipforge train ... for DDP)"
@@ -21,6 +22,7 @@ FIELD_HELP = {
     "model": "architecture preset (clipforge.registry.ARCHITECTURES) or a ModelConfig JSON",
     "model_overrides": 'JSON merged into the architecture, e.g. \'{"vision": {"layers": 4}}\'',
     "init": "fine-tune from this checkpoint (any format clipforge.load reads)",
+    "init_text": "train a fresh --model image tower against this checkpoint's text tower, tokenizer and temperature",
     "tokenizer": "bpe (OpenAI's) or words (a word vocabulary built from the shapes world)",
     "data": "sources: shapes[:N][::variety=rich], CSV/TSV/JSONL manifests, folders, tar shards ({a..b} ok)",
     "weights": "sampling weight per --data source",
@@ -100,6 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         options: dict[str, typing.Any] = {"dest": f.name, "default": None, "help": _help(f, defaults)}
         if bool in kinds:
             options["action"] = argparse.BooleanOptionalAction
+        elif f.name == "loss":
+            options["choices"] = LOSSES
         elif f.name in ("data", "val_datasets"):
             options["nargs"] = "+"
         elif f.name in ("weights", "betas", "train_crop_scale"):

@@ -7,6 +7,7 @@ H x W integer arrays of the image's size (class index per pixel; 0 = background,
 
     shapes:seg[:SPLIT][:N][@SHIFT][?seed=0&image_size=64&variety=rich]   the generator's own masks
     path/to/folder                                                        images/NAME.* + masks/NAME.png
+    path/to/instances.json[::images=DIR]                                  COCO polygons/RLE (`data.coco`)
 
 A folder holds `images/NAME.png` (any image format) and `masks/NAME.png`, a single-channel PNG
 (palette or greyscale, as Pascal VOC and most segmentation sets ship) whose values are class
@@ -25,11 +26,13 @@ import numpy as np
 from PIL import Image
 
 from ..images import IMAGE_EXTENSIONS, load_image
+from .coco import CocoMasks
 from .shapes import MASK_CLASSES, SHIFTS, SPLITS, ShapesWorld
 from .spec import Spec, parse_named, parse_spec, source_name
 
 __all__ = [
     "IGNORE_INDEX",
+    "CocoMasks",
     "FolderMasks",
     "MaskImages",
     "MaskSource",
@@ -185,7 +188,7 @@ def _shapes_masks(spec: Spec) -> ShapesMasks:
 
 
 def open_mask_source(spec: str) -> MaskSource:
-    """A mask source from a spec: `shapes:seg[:SPLIT][:N][@SHIFT][?options]` or a mask folder."""
+    """A mask source from a spec: `shapes:seg[:SPLIT][:N][@SHIFT][?options]`, a mask folder or a COCO JSON."""
     parsed = parse_spec(spec)
     if source_name(parsed.source) == "shapes" and not Path(parsed.source).exists():
         return _shapes_masks(parsed)
@@ -193,4 +196,10 @@ def open_mask_source(spec: str) -> MaskSource:
     if path.is_dir():
         parsed.no_more_options("none for folders")
         return FolderMasks(path)
-    raise FileNotFoundError(f"mask data {spec!r}: not `shapes:seg...` nor a folder with images/ and masks/")
+    if path.suffix.lower() == ".json":
+        images = parsed.options.pop("images", None)
+        parsed.no_more_options("images (the image folder of a COCO annotation file)")
+        return CocoMasks(path, images)
+    raise FileNotFoundError(
+        f"mask data {spec!r}: not `shapes:seg...`, a folder with images/ and masks/, nor a COCO JSON file"
+    )

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 from ..adapt import Backbone, load_adapted
 from ..adapt.surface import AdaptedModel, check_runtime
-from ..api import load
+from ..api import load, resolve_model_path
 from ..config import Activation
 from ..extras import MissingExtra, install_hint, missing, require
 from ..registry import EVAL_TASKS
@@ -71,7 +71,7 @@ def _load_model(
     loaded = load(model, device, precision, config, activation, backend)
     net = loaded[0]
     name = net.config.name or (Path(str(model)).name if model is not None else "default")
-    path = str(Path(model).resolve()) if model is not None else "embedded default model"
+    path = str(Path(resolve_model_path(model)).resolve()) if model is not None else "embedded default model"
     return loaded, {"path": path, "name": name, "device": str(net.device), "runtime": net.runtime}
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..data.columns import CAPTION_COLUMNS, IMAGE_COLUMNS, LABEL_COLUMNS, MANIFEST_SUFFIXES, pick_column, read_rows
-from ..data.spec import source_name
+from ..data.spec import parse_spec, source_name
 from ..images import iter_image_files
 from ..registry import DATASETS
 from ..zeroshot import resolve_templates
@@ -271,6 +271,8 @@ def load_registry_file(path: str | Path) -> DatasetSource:
     if not isinstance(entry, dict):
         raise ValueError(f"{path}: expected a JSON object with name, type, path, classnames, templates")
     kind = entry.get("type")
+    if kind is None and {"images", "annotations", "categories"} <= set(entry):
+        return MaskDataset(str(path))  # a COCO annotation file: images and their masks
     if kind not in ("folder", "manifest"):
         raise ValueError(f"{path}: field 'type' must be 'folder' or 'manifest', got {kind!r}")
     if not entry.get("path"):
@@ -314,7 +316,7 @@ def load_registry_file(path: str | Path) -> DatasetSource:
 
 
 def resolve_dataset(spec: str | Path | DatasetSource) -> DatasetSource:
-    """A registered name, a registry JSON, a class-folder tree or a manifest → its DatasetSource."""
+    """A registered name, a registry JSON, a class-folder tree, a manifest or a mask set → its DatasetSource."""
     if isinstance(spec, DatasetSource):
         return spec
     text = str(spec)
@@ -333,6 +335,9 @@ def resolve_dataset(spec: str | Path | DatasetSource) -> DatasetSource:
         if suffix in MANIFEST_SUFFIXES:
             return ManifestSource(path)
         raise ValueError(f"{path}: unsupported dataset file; expected .json (registry), .csv, .tsv, .jsonl or .parquet")
+    coco = Path(parse_spec(text).source)
+    if coco.suffix.lower() == ".json" and coco.is_file():
+        return MaskDataset(text)  # PATH.json::images=DIR, a COCO annotation file and its image folder
     raise FileNotFoundError(
         f"dataset {text!r}: not a registered dataset ({', '.join(registered_datasets())}) nor an existing path"
     )

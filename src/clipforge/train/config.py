@@ -31,9 +31,12 @@ class TrainConfig:
     """Everything that determines a training run (together with the data it reads).
 
     `model` is a preset name or a config JSON path (train from scratch) and `init` an optional
-    checkpoint `clipforge.load` reads (fine-tune). `data` lists sources (see `train.data.open_source`)
-    with optional sampling `weights`. `batch_size` is the global batch per optimiser step; it is
-    split over processes and `accum_steps` micro-batches, with negatives kept across all of them.
+    checkpoint `clipforge.load` reads (fine-tune). `init_text` names a checkpoint whose text tower,
+    tokenizer and temperature a fresh image tower (of `model`) is trained against, typically with
+    `lock_text` (LiT reversed: a text tower that already separates the captions' words). `data`
+    lists sources (see `train.data.open_source`) with optional sampling `weights`. `batch_size` is
+    the global batch per optimiser step; it is split over processes and `accum_steps` micro-batches,
+    with negatives kept across all of them.
 
     `loss` names any loss of `clipforge.losses` (clip, siglip, cloob, distill); `loss_options` are
     its other constructor arguments (e.g. `{"alpha": 0.5}` for distill, `{"exchange": "ring"}` for
@@ -56,13 +59,14 @@ class TrainConfig:
     model: str = "small"
     model_overrides: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
+    init_text: str | None = None
     tokenizer: Literal["bpe", "words"] = "bpe"
     data: list[Any] = field(default_factory=lambda: ["shapes:20000"])
     weights: list[float] | None = None
     samples_per_epoch: int | None = None
     val_data: Literal["shapes"] | None = "shapes"
     val_datasets: list[str] = field(default_factory=list)
-    loss: Literal["clip", "siglip", "cloob", "distill"] = "clip"
+    loss: str = "clip"  # a name of the loss registry (`clipforge.losses.LOSSES`)
     loss_options: dict[str, Any] = field(default_factory=dict)
     teacher: str | None = None
     local_loss: bool = False
@@ -118,6 +122,7 @@ class TrainConfig:
                 f"precision must be fp32, bf16 or fp16, not {self.precision!r}",
             ),
             (not (self.lock_image and self.lock_text), "lock_image and lock_text together leave nothing to train"),
+            (not (self.init and self.init_text), "init (a model) and init_text (a text tower) exclude each other"),
         ]
         for ok, message in checks + self._loss_checks():
             if not ok:

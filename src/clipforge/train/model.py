@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -51,6 +52,8 @@ def build_model_and_tokenizer(cfg: TrainConfig) -> tuple[CLIP, Any]:
         model_cfg = get_config(cfg.model)
     if cfg.model_overrides:
         model_cfg = model_cfg.replace(**cfg.model_overrides)
+    if cfg.init_text:
+        return with_text_tower_of(cfg.init_text, model_cfg)
     tokenizer = build_tokenizer(cfg, model_cfg.text.context_length)
     if cfg.tokenizer == "words":
         model_cfg = model_cfg.replace(
@@ -60,6 +63,33 @@ def build_model_and_tokenizer(cfg: TrainConfig) -> tuple[CLIP, Any]:
     if cfg.loss == "siglip" and model_cfg.init_logit_bias is None:
         model_cfg = model_cfg.replace(init_logit_scale=math.log(10), init_logit_bias=-10.0)
     return CLIP(model_cfg), tokenizer
+
+
+def with_text_tower_of(path: str, model_cfg: ModelConfig) -> tuple[CLIP, Any]:
+    """A fresh image tower of `model_cfg` beside the text tower, tokenizer and temperature of checkpoint `path`.
+
+    The model keeps the donor's text, embedding and preprocessing settings (so its captions embed exactly
+    as the donor's do) and takes only the vision tower from `model_cfg`; every non-visual weight is the
+    donor's. The image tower must project into the donor's embedding width.
+    """
+    donor, _, tokenizer = load(path, device="cpu")
+    donor = donor.float()
+    if model_cfg.embed_dim != donor.config.embed_dim:
+        raise ValueError(
+            f"init_text {path}: its embedding width is {donor.config.embed_dim}, the model's "
+            f"{model_cfg.embed_dim}; the image tower must project into the text tower's space"
+        )
+    if model_cfg.vision.image_size != donor.config.vision.image_size:
+        raise ValueError(
+            f"init_text {path}: it reads {donor.config.vision.image_size}px images, the model "
+            f"{model_cfg.vision.image_size}px; one preprocessing serves both towers"
+        )
+    model = CLIP(donor.config.replace(vision=dataclasses.asdict(model_cfg.vision), name=model_cfg.name))
+    donor_state = {k: v for k, v in donor.state_dict().items() if not k.startswith("visual.")}
+    missing = model.load_state_dict(donor_state, strict=False).missing_keys
+    if any(not k.startswith("visual.") for k in missing):
+        raise ValueError(f"init_text {path}: it lacks the text weights {sorted(missing)[:5]}")
+    return model, tokenizer
 
 
 def model_from_state(state: dict[str, Any]) -> tuple[CLIP, Any]:
