@@ -2,7 +2,7 @@
 against the targets the default model is held to.
 
     python bench/default_model_results.py                       # default and default-rn
-    python bench/default_model_results.py --models default RUN/final --docs
+    python bench/default_model_results.py --models default RUN/final     # a candidate beside it (no --docs)
 
 writes bench/results/default_model_results.json and, with --docs, replaces the `default-model`
 table in README.md, docs/shapes.md and the default model's TRAINING.md.
@@ -57,6 +57,7 @@ def object_pixel_accuracy(model, tokenizer, spec: str, readout: str) -> float:
     for i in range(len(source)):
         image, truth, _ = source.load(i)
         with torch.no_grad():
+            # a threshold below any cosine: every pixel gets its best shape (labels numbered from 1)
             labels = segment(model, dense_pixels(model, image), weights, readout, -2.0, truth.shape)[0]
         scores.update(labels[0].numpy(), truth)
     confusion = scores.confusion[1:]  # truth rows of the object classes (ignored pixels are not counted)
@@ -88,7 +89,7 @@ def measure(spec: str, samples: int, repeats: int) -> dict:
         "model": spec,
         "architecture": model.config.name,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "megabytes": round(weights.stat().st_size / 2**20, 1) if weights.exists() else None,
+        "megabytes": round(weights.stat().st_size / 1e6, 1) if weights.exists() else None,
         "load_seconds": round(statistics.median(times), 3),
         "top1": top1,
         "miou": miou,

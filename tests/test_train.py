@@ -193,6 +193,8 @@ def test_fresh_image_tower_trains_against_a_locked_text_tower_of_another_model(t
         _cfg(tmp_path, init=donor["final_model"], init_text=donor["final_model"])
     with pytest.raises(ValueError, match="embedding width"):
         Trainer(_cfg(tmp_path, name="x", init_text=donor["final_model"], model_overrides={**vit, "embed_dim": 48}))
+    with pytest.raises(ValueError, match=r"model_overrides \['text'\] do not apply"):
+        _cfg(tmp_path, init_text=donor["final_model"], model_overrides={"text": {"layers": 1}})
     with pytest.raises(ValueError, match="the model 32px"):
         Trainer(_cfg(tmp_path, name="y", init_text=donor["final_model"]))
 

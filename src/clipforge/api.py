@@ -45,7 +45,7 @@ def default_model_path() -> Path:
 def embedded_model_path(name: str) -> Path:
     """The directory of the embedded model `name` (a key of `EMBEDDED_MODELS`)."""
     if name not in EMBEDDED_MODELS:
-        raise KeyError(f"no embedded model {name!r}; the package ships {', '.join(EMBEDDED_MODELS)}")
+        raise ValueError(f"no embedded model {name!r}; the package ships {', '.join(EMBEDDED_MODELS)}")
     path = EMBEDDED_MODELS[name]
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"the embedded model {name!r} is missing from {path}; pass a checkpoint path")
@@ -59,8 +59,8 @@ def resolve_model_path(path: str | Path | None) -> Path | str:
     """
     if path is None:
         return default_model_path()
-    if isinstance(path, str) and path in EMBEDDED_MODELS and not Path(path).exists():
-        return embedded_model_path(path)
+    if str(path) in EMBEDDED_MODELS and not Path(path).exists():
+        return embedded_model_path(str(path))
     return path
 
 

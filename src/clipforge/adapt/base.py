@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import load
+from ..api import load, resolve_model_path
 from ..checkpoints.io import read_tensor_file, save_safetensors
 from ..data.embedding import encode_pixels
 from ..extras import require
@@ -71,7 +71,8 @@ class Backbone:
         if path == DEFAULT_SOURCE:
             path = None
         model, preprocess, tokenizer = load(path, device=device)
-        return cls(model, preprocess, tokenizer, DEFAULT_SOURCE if path is None else str(Path(path).resolve()))
+        source = DEFAULT_SOURCE if path is None else str(Path(resolve_model_path(path)).resolve())
+        return cls(model, preprocess, tokenizer, source)
 
     @property
     def device(self) -> torch.device:
@@ -328,7 +329,8 @@ def load_adapter(
     if check_backbone and want and backbone.fingerprint != want:
         raise ValueError(
             f"{directory}: the backbone's weights differ from those the adapter was fitted on "
-            f"(fingerprint {backbone.fingerprint} != {want}); pass the right --model"
+            f"(fingerprint {backbone.fingerprint} != {want}); pass the right --model (adapters fitted on the "
+            "embedded default model before it became a ViT need --model default-rn)"
         )
     cls = ADAPTERS.get(meta["method"])
     adapter = cls(backbone, meta["classnames"], meta["templates"], **meta["config"])

@@ -13,7 +13,7 @@ from ..checkpoints import Checkpoint, read_checkpoint
 from ..config import Activation, get_config, list_configs
 from ..tokenizer import WordTokenizer
 
-HELP = "describe a checkpoint and its tokenizer ('default': the embedded model), or list the model presets"
+HELP = "describe a checkpoint and its tokenizer ('default', 'default-rn': the embedded models), or list the presets"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,8 @@ FIELD_HELP = {
     "model": "architecture preset (clipforge.registry.ARCHITECTURES) or a ModelConfig JSON",
     "model_overrides": 'JSON merged into the architecture, e.g. \'{"vision": {"layers": 4}}\'',
     "init": "fine-tune from this checkpoint (any format clipforge.load reads)",
-    "init_text": "train a fresh --model image tower against this checkpoint's text tower, tokenizer and temperature",
+    "init_text": "train a fresh --model image tower against this checkpoint's text tower, tokenizer (instead of "
+    "--tokenizer) and temperature",
     "tokenizer": "bpe (OpenAI's) or words (a word vocabulary built from the shapes world)",
     "data": "sources: shapes[:N][::variety=rich], CSV/TSV/JSONL manifests, folders, tar shards ({a..b} ok)",
     "weights": "sampling weight per --data source",

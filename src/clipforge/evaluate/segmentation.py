@@ -1,7 +1,8 @@
 """The `segmentation` evaluation task: zero-shot semantic segmentation on an image + mask dataset.
 
 `clipforge eval --task segmentation --dataset shapes:seg[:SPLIT][:N][?variety=rich]` (or a folder
-with `images/` + `masks/`, see `clipforge.data.masks`) reports mIoU, pixel accuracy and per-class
+with `images/` + `masks/`, or a COCO annotation file `FILE.json[::images=DIR]`; see
+`clipforge.data.masks`) reports mIoU, pixel accuracy and per-class
 IoU, with a PNG grid of image / truth / prediction. Options (`EvalConfig.extra`, or
 `--eval-config`): `dense_method` (maskclip, naive, sclip, clearclip, naclip; default maskclip) and
 `background_threshold` (default: the background is a text class named by the dataset).

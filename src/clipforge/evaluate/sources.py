@@ -335,7 +335,7 @@ def resolve_dataset(spec: str | Path | DatasetSource) -> DatasetSource:
         if suffix in MANIFEST_SUFFIXES:
             return ManifestSource(path)
         raise ValueError(f"{path}: unsupported dataset file; expected .json (registry), .csv, .tsv, .jsonl or .parquet")
-    coco = Path(parse_spec(text).source)
+    coco = Path(parse_spec(text).source).expanduser()
     if coco.suffix.lower() == ".json" and coco.is_file():
         return MaskDataset(text)  # PATH.json::images=DIR, a COCO annotation file and its image folder
     raise FileNotFoundError(

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..api import load
+from ..api import load, resolve_model_path
 from ..data.inputs import Item, resolve_items
 from ..fast import FastCLIP
 from ..files import atomic_path
@@ -178,7 +178,7 @@ class _Models:
     def record(self, model: str | Path | None) -> dict[str, Any]:
         """What index.json stores about the model (path None = the embedded default model), with the
         build's architecture options, so `index add`, `search` and `serve` load the same model."""
-        path = str(Path(model).resolve()) if model is not None else None
+        path = str(Path(resolve_model_path(model)).resolve()) if model is not None else None
         config = self.opts.config
         if config is not None and Path(config).is_file():
             config = str(Path(config).resolve())

@@ -15,6 +15,9 @@ from ..losses import LOSSES, build_loss
 #: Loss constructor arguments the trainer sets itself (from the process group or their own fields).
 TRAINER_LOSS_ARGS = ("rank", "world_size", "gather", "local_loss", "gather_with_grad")
 
+#: Model config fields `init_text` takes from its checkpoint (overriding them is refused).
+_TEXT_SIDE = frozenset({"text", "tokenizer", "preprocess", "init_logit_scale", "init_logit_bias"})
+
 #: Fields a resumed run may change: how long it runs and its logistics, not what it trains or how.
 RESUMABLE_FIELDS = frozenset(
     {"out_dir", "epochs", "max_steps", "workers", "device", "log_every", "save_every", "keep_last", "eval_every"}
@@ -123,6 +126,11 @@ class TrainConfig:
             ),
             (not (self.lock_image and self.lock_text), "lock_image and lock_text together leave nothing to train"),
             (not (self.init and self.init_text), "init (a model) and init_text (a text tower) exclude each other"),
+            (
+                not (self.init_text and set(self.model_overrides) & _TEXT_SIDE),
+                f"model_overrides {sorted(set(self.model_overrides) & _TEXT_SIDE)} do not apply with init_text "
+                "(the text tower, tokenizer, preprocessing and temperature are the init_text model's)",
+            ),
         ]
         for ok, message in checks + self._loss_checks():
             if not ok:

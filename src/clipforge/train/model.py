@@ -53,7 +53,10 @@ def build_model_and_tokenizer(cfg: TrainConfig) -> tuple[CLIP, Any]:
     if cfg.model_overrides:
         model_cfg = model_cfg.replace(**cfg.model_overrides)
     if cfg.init_text:
-        return with_text_tower_of(cfg.init_text, model_cfg)
+        model, tokenizer = with_text_tower_of(cfg.init_text, model_cfg)
+        if cfg.loss == "siglip" and not model.config.has_logit_bias:
+            raise ValueError(f"init_text {cfg.init_text}: it has no logit bias, which the siglip loss needs")
+        return model, tokenizer
     tokenizer = build_tokenizer(cfg, model_cfg.text.context_length)
     if cfg.tokenizer == "words":
         model_cfg = model_cfg.replace(
