@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import clipforge
 from clipforge.cli.main import main
 from clipforge.data.shapes import ShapesWorld, write_csv_dataset, write_webdataset
 
@@ -278,3 +279,19 @@ def test_interrupted_add_keeps_serving_the_last_index(tmp_path, model_dir, corpu
     monkeypatch.setattr(build, "embed_shard", real)
     resumed = add_to_index(out, [pattern], options=BuildOptions(**QUIET))
     assert resumed.shards_embedded == 1 and resumed.shards_reused == 1 and len(SearchIndex.open(out)) == 70
+
+
+def test_a_model_with_other_weights_is_refused_by_search_and_add(tmp_path, model_dir, corpus):
+    out = tmp_path / "idx"
+    build_index([str(corpus["csv"])], out, model=model_dir, options=BuildOptions(**QUIET))
+    manifest = json.loads((out / "index.json").read_text())
+    model = clipforge.load(model_dir, device="cpu")[0]
+    assert manifest["model"]["weights"] == model.fingerprint()
+    other = tmp_path / "other"
+    clipforge.save(clipforge.create_model("tiny"), other)  # same width, other weights
+    with pytest.raises(ValueError, match="weights differ from those the index was built with"):
+        SearchIndex.open(out, model=str(other)).search_text("a red circle", k=1)
+    manifest["model"]["weights"] = "0" * 16  # as if built by other weights than the recorded checkpoint's
+    (out / "index.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="weights differ"):
+        add_to_index(out, [str(corpus["wds"] / "shard-{000000..000002}.tar")], options=BuildOptions(**QUIET))

@@ -36,6 +36,7 @@ from .store import (
     FORMAT_VERSION,
     IndexStore,
     Run,
+    check_model_weights,
     concat_tables,
     items_table,
     read_table,
@@ -184,7 +185,8 @@ class _Models:
             config = str(Path(config).resolve())
         record = {"path": path, "config": config, "activation": self.opts.activation}
         record = {k: v for k, v in record.items() if v is not None or k == "path"}
-        return {**record, "embed_dim": int(self.get(record)[0].config.embed_dim)}
+        encoder = self.get(record)[0]
+        return {**record, "embed_dim": int(encoder.config.embed_dim), "weights": encoder.fingerprint()}
 
 
 def _pending_run(manifest: dict[str, Any]) -> Run | None:
@@ -288,6 +290,7 @@ def _embed_run(
     plan = read_table(store.run_plan_path(run.number))
     shard_col = plan.column("shard").to_numpy()
     model, preprocess, tokenizer = models.get(manifest["model"])
+    check_model_weights(store.root, manifest["model"], model)
     if model.config.embed_dim != manifest["dim"]:
         raise ValueError(f"the model embeds to {model.config.embed_dim} dims but the index holds {manifest['dim']}")
 

@@ -26,7 +26,7 @@ from ..images import load_image
 from ..runtime import as_backend, as_precision
 from ..zeroshot import ZeroShotClassifier, check_queries, warn_unknown_words
 from . import ann
-from .store import IndexStore, read_table
+from .store import IndexStore, check_model_weights, read_table
 
 TARGETS = ("image", "caption")
 
@@ -129,6 +129,7 @@ class SearchIndex:
                 loaded = load(self._model_path, self._device, precision, backend=backend, **self._architecture)
                 if loaded[0].config.embed_dim != self.dim:
                     raise ValueError(f"the model embeds to {loaded[0].config.embed_dim} dims, the index {self.dim}")
+                check_model_weights(self.store.root, self.manifest["model"], loaded[0])
                 self._model = loaded
             return self._model
 

@@ -203,3 +203,14 @@ class IndexStore:
 
     def load_shard(self, shard: int, suffix: str = ".npy", mmap: bool = True) -> np.ndarray:
         return np.load(self.shard_path(shard, suffix), mmap_mode="r" if mmap else None)
+
+
+def check_model_weights(root: str | Path, recorded: dict[str, Any], model: Any) -> None:
+    """Refuse a model whose weights differ from those the index was built with (`recorded["weights"]`,
+    written since indexes record a fingerprint): its vectors would not be comparable."""
+    want = recorded.get("weights")
+    if want and model.fingerprint() != want:
+        raise ValueError(
+            f"{root}: the model's weights differ from those the index was built with "
+            f"(fingerprint {model.fingerprint()} != {want}); pass the checkpoint it was built with as --model"
+        )
