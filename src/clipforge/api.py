@@ -142,8 +142,7 @@ def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:
 
 def get_tokenizer(name_or_path: str | Path | None = None, context_length: int | None = None) -> Tokenizer:
     """The tokenizer of a preset name, a checkpoint path, or (None) the default model."""
-    if name_or_path is None or name_or_path in EMBEDDED_MODELS:
-        name_or_path = resolve_model_path(name_or_path)
+    name_or_path = resolve_model_path(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in list_configs():
         cfg = get_config(name_or_path)
         return BPETokenizer.from_bpe_file(context_length=context_length or cfg.text.context_length)

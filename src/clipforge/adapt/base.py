@@ -71,8 +71,12 @@ class Backbone:
         if path == DEFAULT_SOURCE:
             path = None
         model, preprocess, tokenizer = load(path, device=device)
-        source = DEFAULT_SOURCE if path is None else str(Path(resolve_model_path(path)).resolve())
-        return cls(model, preprocess, tokenizer, source)
+        return cls(model, preprocess, tokenizer, cls.source_of(path))
+
+    @staticmethod
+    def source_of(path: str | Path | None) -> str:
+        """What an adapter records as its backbone: `DEFAULT_SOURCE` or the checkpoint's absolute path."""
+        return DEFAULT_SOURCE if path is None else str(Path(resolve_model_path(path)).resolve())
 
     @property
     def device(self) -> torch.device:

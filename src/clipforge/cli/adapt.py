@@ -13,13 +13,10 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from ..adapt import Backbone, FeatureCache, get_method, list_methods
 from ..adapt import protocols as P
-from ..adapt.base import DEFAULT_SOURCE
-from ..api import resolve_model_path
 from ..evaluate import default_cache_dir, resolve_dataset
 from ..zeroshot import resolve_templates
 from .common import add_model_arguments, load_from_args
@@ -108,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     hparams = {**{k: v for k, v in augment.items() if k in fields}, **dict(args.hparams)}
     cls.check_hparams(hparams, where=f"--set ({args.method})")
     model, preprocess, tokenizer = load_from_args(args)
-    source = DEFAULT_SOURCE if args.model is None else str(Path(resolve_model_path(args.model)).resolve())
+    source = Backbone.source_of(args.model)
     backbone = Backbone(model, preprocess, tokenizer, source, progress=not (args.json or args.quiet))
     splits = P.dataset_splits(resolve_dataset(args.dataset), args.max_samples)
     if args.templates:
