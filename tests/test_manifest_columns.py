@@ -53,8 +53,8 @@ def test_image_alias_everywhere(image_col, model_dir, tmp_path, capsys):
     result = json.loads(next((tmp_path / "ev").rglob("*.json")).read_text())
     assert result["dataset"]["n_images"] == 6 and result["dataset"]["n_captions"] == 6
 
-    from clipforge.train.data import open_source
+    from clipforge.data.pairs import open_pairs
 
-    source = open_source(str(m))
+    source = open_pairs(str(m))
     assert len(source) == 6 and source.item(3)[1] == "a red square"
     assert source.item(0)[0].endswith("0.png")

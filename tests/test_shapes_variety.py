@@ -176,16 +176,16 @@ def test_test_style_needs_a_variety_with_heldout_styles() -> None:
 
 
 def test_training_specs_take_a_variety() -> None:
-    from clipforge.train.data import open_source
+    from clipforge.data.pairs import open_pairs
 
-    source = open_source("shapes:100::variety=rich")
+    source = open_pairs("shapes:100::variety=rich")
     assert source.world.variety == "rich" and len(source) == 100 and source.name == "shapes:train?variety=rich"
-    assert open_source({"path": "shapes:50", "variety": "clean"}).world.variety == "clean"
-    held = open_source("shapes:test_style:8?variety=rich")
+    assert open_pairs({"path": "shapes:50", "variety": "clean"}).world.variety == "clean"
+    held = open_pairs("shapes:test_style:8?variety=rich")
     assert held.world.split == "test_style" and held.item(0)[1]
-    assert open_source("shapes:10").world.variety == "classic"
+    assert open_pairs("shapes:10").world.variety == "classic"
     with pytest.raises(ValueError, match="variety"):
-        open_source("shapes:10::variety=fancy")
+        open_pairs("shapes:10::variety=fancy")
 
 
 def test_eval_specs_take_a_variety_and_offer_test_style() -> None:

@@ -286,12 +286,12 @@ def test_config_errors_are_clear(tmp_path):
 
 def test_image_source_yields_pil_once(tmp_path):
     """Images decoded from bytes (tar members) and paths give the same tensors."""
-    from clipforge.train.data import FolderSource
+    from clipforge.data.pairs import FolderPairs
 
     img = Image.new("RGB", (40, 30), (200, 10, 10))
     img.save(tmp_path / "a.png")
     (tmp_path / "a.txt").write_text("a red square.")
-    src = FolderSource(tmp_path)
+    src = FolderPairs(tmp_path)
     assert len(src) == 1 and src.item(0)[1] == "a red square."
 
 

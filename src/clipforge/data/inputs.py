@@ -34,23 +34,11 @@ from .spec import parse_spec
 
 
 @dataclass(frozen=True)
-class Item:
-    """One corpus image: a file, or a member of a tar shard (`member`, `offset`, `size`)."""
+class Item(ImageRef):
+    """One corpus image (a file or a tar shard member, as any `ImageRef`) with its corpus key and caption."""
 
-    path: str
-    key: str
+    key: str = ""
     caption: str | None = None
-    member: str | None = None
-    offset: int = -1
-    size: int = -1
-
-    @property
-    def in_tar(self) -> bool:
-        return self.member is not None
-
-    @property
-    def ref(self) -> ImageRef:
-        return ImageRef(self.path, self.member, self.offset, self.size)
 
 
 def _unwritable_name(item: Item) -> bool:
@@ -70,7 +58,8 @@ def tar_items(path: str | Path) -> list[Item]:
     for sample in index_shard(path):
         image = sample.image
         if image is not None:
-            items.append(Item(sample.shard, sample.key, sample.caption(), image.name, image.offset, image.size))
+            caption = sample.caption()
+            items.append(Item(str(sample.shard), image.name, image.offset, image.size, key=sample.key, caption=caption))
     return items
 
 
@@ -87,7 +76,7 @@ def manifest_items(
             if skipped is not None:
                 skipped.add(os.path.abspath(p), problem)
             continue
-        items.append(Item(str(canonical_path(p)), str(p), c or None))
+        items.append(Item(str(canonical_path(p)), key=str(p), caption=c or None))
     return items
 
 
@@ -119,7 +108,7 @@ def resolve_items(
                             log.add(tar, f"unreadable shard ({exc})")
                 else:
                     files = iter_image_files([pattern], skipped=log)
-                    items.extend(Item(str(canonical_path(p)), str(p)) for p in files)
+                    items.extend(Item(str(canonical_path(p)), key=str(p)) for p in files)
     seen: set[tuple[str, str | None]] = set()
     unique = []
     for item in items:
@@ -127,7 +116,7 @@ def resolve_items(
             continue
         seen.add((item.path, item.member))
         if _unwritable_name(item):
-            log.add(item.ref.name, "file name is not valid UTF-8 (no output could record it; rename the file)")
+            log.add(item.name, "file name is not valid UTF-8 (no output could record it; rename the file)")
             continue
         unique.append(item)
     return unique
@@ -135,4 +124,4 @@ def resolve_items(
 
 def item_images(items: Sequence[Item]) -> RefImages:
     """The images of `items`, as an `ImageSource` (with `name(i)` for skip logs)."""
-    return RefImages(tuple(item.ref for item in items))
+    return RefImages(tuple(items))

@@ -77,7 +77,7 @@ def concat_tables(tables: Sequence[Any]):
 def table_items(table) -> tuple[list[int], list[Item]]:
     cols = table.to_pydict()
     items = [
-        Item(p, k, c, m, int(o), int(s))
+        Item(p, m, int(o), int(s), key=k, caption=c)
         for p, k, c, m, o, s in zip(
             cols["path"], cols["key"], cols["caption"], cols["member"], cols["offset"], cols["size"]
         )

@@ -37,7 +37,7 @@ class TrainConfig:
     checkpoint `clipforge.load` reads (fine-tune). `init_text` names a checkpoint whose text tower,
     tokenizer and temperature a fresh image tower (of `model`) is trained against, typically with
     `lock_text` (LiT reversed: a text tower that already separates the captions' words). `data`
-    lists sources (see `train.data.open_source`) with optional sampling `weights`. `batch_size` is
+    lists sources (see `clipforge.data.pairs.open_pairs`) with optional sampling `weights`. `batch_size` is
     the global batch per optimiser step; it is split over processes and `accum_steps` micro-batches,
     with negatives kept across all of them.
 

@@ -12,9 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import PreprocessConfig
+from ..data.pairs import open_pairs
 from ..transforms import TrainTransform
 from .config import TrainConfig
-from .data import EpochPlan, PairDataset, collate_pairs, open_source
+from .data import EpochPlan, PairDataset, collate_pairs
 from .distributed import DistEnv
 
 #: What the loader yields per micro-batch: pixels and tokens of the usable pairs (None if none
@@ -45,7 +46,7 @@ class TrainData:
     """The run's dataset and schedule (`steps_per_epoch`, `total_steps`) and its per-step batches."""
 
     def __init__(self, cfg: TrainConfig, preprocess: PreprocessConfig, tokenizer: Callable, env: DistEnv) -> None:
-        sources = [open_source(s) for s in cfg.data]
+        sources = [open_pairs(s) for s in cfg.data]
         sizes = [len(s) for s in sources]
         if min(sizes) == 0:
             raise ValueError(f"empty training source(s): {[s.name for s, n in zip(sources, sizes) if n == 0]}")

@@ -12,11 +12,11 @@ import torch
 
 from ..api import load
 from ..config import ModelConfig, get_config
+from ..data.pairs import open_pairs
 from ..data.shapes import vocabulary
 from ..model import CLIP
 from ..tokenizer import BPETokenizer, WordTokenizer, load_tokenizer
 from .config import TrainConfig
-from .data import open_source
 
 #: Texts both tokenizers must turn into the same ids for a teacher to read the student's tokens.
 _PROBE_TEXTS = ("a red circle.", "two small blue squares above a green triangle!", "a photo of a dog, 42 cafés")
@@ -35,7 +35,7 @@ def build_tokenizer(cfg: TrainConfig, context_length: int) -> BPETokenizer | Wor
     if all(_is_shapes_spec(s) for s in cfg.data):
         words = vocabulary(punctuation=True)
     else:
-        sources = [open_source(s) for s in cfg.data]
+        sources = [open_pairs(s) for s in cfg.data]
         words = WordTokenizer.build([s.item(i)[1] for s in sources for i in range(min(len(s), 200_000))]).words
     return WordTokenizer(words, context_length=context_length)
 
