@@ -96,6 +96,18 @@ def test_self_attention_variants_equal_hand_computations(vit, monkeypatch):
 
 
 @torch.no_grad()
+def test_a_registered_readout_is_used_and_unknown_names_list_the_choices(vit, monkeypatch):
+    pixels = _pixels(vit)
+    x, last = _before_last(vit, pixels)
+    monkeypatch.setitem(METHODS._entries, "no-mlp", lambda block, t, grid: t + block.attn(block.ln_1(t)))
+    assert "no-mlp" in METHODS
+    expected = _readout(vit, x + last.attn(last.ln_1(x)), pixels)
+    torch.testing.assert_close(encode_dense(vit, pixels, "no-mlp"), expected)
+    with pytest.raises(ValueError, match="unknown dense method 'maskclp'.*did you mean maskclip"):
+        encode_dense(vit, pixels, "maskclp")
+
+
+@torch.no_grad()
 def test_sliding_windows(vit):
     size = vit.config.vision.image_size
     one = _pixels(vit, 1)

@@ -33,6 +33,7 @@ IMPLEMENTATIONS = {
     "engine fp32": lambda m: optimize(m, "fp32"),
     "engine bf16": lambda m: optimize(m, "bf16"),
     "engine int8": lambda m: optimize(m, "int8"),
+    "onnx fp32": lambda m: optimize(m, "fp32", backend="onnx"),
     "adapted": _adapted,
 }
 
@@ -46,6 +47,7 @@ def test_conformance(name):
     assert enc.embed_dim == reference.config.embed_dim
     assert enc.device.type == "cpu" and isinstance(enc.dtype, torch.dtype)
     assert isinstance(enc.runtime, str) and enc.runtime
+    assert enc.name == (reference.config.name if name != "adapted" else "linear-probe-adapted")
     assert isinstance(enc.fingerprint(), str) and len(enc.fingerprint()) >= 16
     size = reference.config.vision.image_size
     pixels = torch.randn(3, 3, size, size).to(enc.dtype)

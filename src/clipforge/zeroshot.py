@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .data.embedding import embed_texts
 from .tokenizer import Tokenizer
 
 # The 80 prompt templates OpenAI used for ImageNet.
@@ -249,13 +250,9 @@ def classifier_weights(
     """
     if check:
         warn_unknown_words(check_labels(tokenizer, classnames), stacklevel=3)
-    device = model.device
     prompts = [t.format(c) for c in classnames for t in templates]
-    feats = []
-    for i in range(0, len(prompts), batch_size):
-        tokens = tokenizer(prompts[i : i + batch_size]).to(device)
-        feats.append(model.encode_text(tokens, normalize=True).float())
-    per_prompt = torch.cat(feats).view(len(classnames), len(templates), -1)
+    feats = embed_texts(model, tokenizer, prompts, batch_size=batch_size, normalize=True, progress=False)
+    per_prompt = torch.from_numpy(feats).to(model.device).view(len(classnames), len(templates), -1)
     return F.normalize(per_prompt.mean(dim=1), dim=-1)
 
 

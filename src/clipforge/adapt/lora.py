@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..data.embedding import encode_pixels
 from ..model.clip import CLIP
 from ..model.vision import ModifiedResNet
 from .base import Adapter, as_pair
@@ -175,11 +176,7 @@ class LoRA(Adapter):
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        out = [
-            self.model.encode_image(pixels[i : i + batch_size].to(self.backbone.device)).float().cpu()
-            for i in range(0, len(pixels), batch_size)
-        ]
-        return torch.cat(out) if out else torch.zeros(0, self.backbone.embed_dim)
+        return encode_pixels(self.model, pixels, batch_size)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.scale * self.normalize(inputs) @ self.class_features().t()

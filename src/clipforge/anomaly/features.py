@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..config import PreprocessConfig
+from ..data.embedding import encode_pixels
 from ..dense.features import encode_dense, output_stride
 from ..model.clip import CLIP
 from ..model.vision import ModifiedResNet, VisionTransformer
+from ..runtime.protocol import Encoder
 from ..transforms import ImageTransform
 
 
@@ -43,15 +45,14 @@ def resize_to_input(model: CLIP, pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def image_embeddings(model: CLIP, pixels: torch.Tensor, encoder: Any = None, batch_size: int = 256) -> torch.Tensor:
-    """[N, embed_dim], L2-normalised: each image (or crop) resized to the model's input and embedded
-    by `encoder` (a fast engine of `model`, say) or `model`."""
+def image_embeddings(
+    model: CLIP, pixels: torch.Tensor, encoder: Encoder | None = None, batch_size: int = 256
+) -> torch.Tensor:
+    """[N, embed_dim] (float32, on `pixels`' device), L2-normalised: each image (or crop) resized to the
+    model's input and embedded by `encoder` (a fast engine of `model`, say) or `model`."""
     encoder = model if encoder is None else encoder
-    out = [
-        encoder.encode_image(resize_to_input(model, pixels[i : i + batch_size]), normalize=True).float()
-        for i in range(0, len(pixels), batch_size)
-    ]
-    return torch.cat(out)
+    chunks = [encode_pixels(encoder, resize_to_input(model, c), normalize=True) for c in pixels.split(batch_size)]
+    return torch.cat(chunks).to(pixels.device)
 
 
 def window_boxes(grid: int, k: int, stride: int = 1) -> list[tuple[int, int]]:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..data.embedding import embed_images, embed_texts
+from ..data.images import ListImages
 from ..data.shapes import ShapesClassification, ShapesWorld
 from ..evaluate import default_cache_dir
 from ..zeroshot import ZeroShotClassifier
@@ -61,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         paths.append(out / "images" / f"{i:03d}.png")
         s.image.save(paths[-1])
 
-    with torch.no_grad():
-        pixels = torch.stack([preprocess(s.image) for s in samples]).to(model.device, model.dtype)
-        feats = model.encode_image(pixels, normalize=True).float()
+    images = ListImages([s.image for s in samples])
+    embedded = embed_images(model, preprocess, images, num_workers=0, normalize=True, progress=False)
+    feats = torch.from_numpy(embedded.features)
     results = []
     heads = {}
     for task in ("shape", "colour"):
@@ -82,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(row)
 
     queries = args.queries or _default_queries(samples)
-    with torch.no_grad():
-        q = model.encode_text(tokenizer(queries).to(model.device), normalize=True).float()
+    q = torch.from_numpy(embed_texts(model, tokenizer, queries, normalize=True, progress=False))
     sims = q @ feats.t()
     top = sims.topk(min(3, len(samples)), dim=1)
     retrieval = [

@@ -21,6 +21,7 @@ overlapping windows are averaged on the full image's patch grid. `upsample` resi
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,14 @@ import torch.nn.functional as F
 from ..model.clip import CLIP
 from ..model.layers import Attention, ResidualBlock
 from ..model.vision import ModifiedResNet, VisionTransformer
+from ..registry import Registry
 
-METHODS = ("maskclip", "naive", "sclip", "clearclip", "naclip")
+#: a ViT readout: (last block, tokens [N, 1 + HW, width], patch grid) → tokens after the block
+LastBlock = Callable[[ResidualBlock, torch.Tensor, tuple[int, int]], torch.Tensor]
+
+#: dense readouts by name (the table above); register a `LastBlock` to try a variant everywhere
+#: (`encode_dense`, `segment`, `clipforge segment --method`)
+METHODS: Registry[LastBlock] = Registry("dense method")
 RESNET_METHODS = ("maskclip",)
 NACLIP_SIGMA = 5.0  # the Gaussian prior's standard deviation, in patches (NACLIP's default)
 
@@ -67,23 +74,42 @@ def _neighbourhood_bias(grid: tuple[int, int], sigma: float, device: torch.devic
     return bias
 
 
-def _last_block(block: ResidualBlock, x: torch.Tensor, method: str, grid: tuple[int, int]) -> torch.Tensor:
-    if method == "naive":
-        return block(x)
-    attn = block.attn
-    q, k, v = _split_heads(attn, block.ln_1(x))
-    if method == "maskclip":
-        z = x + _merge_heads(attn, v)
-        return z + block.mlp(block.ln_2(z))
-    if method == "sclip":
-        return x + _merge_heads(attn, (_self_softmax(q) + _self_softmax(k)) @ v)
-    if method == "clearclip":
-        return _merge_heads(attn, _self_softmax(q) @ v)
-    bias = _neighbourhood_bias(grid, NACLIP_SIGMA, x.device, q.dtype)
-    return _merge_heads(attn, _self_softmax(k, bias) @ v)
+@METHODS.register("maskclip")
+def _maskclip(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """value path only (MaskCLIP)"""
+    z = x + _merge_heads(block.attn, _split_heads(block.attn, block.ln_1(x))[2])
+    return z + block.mlp(block.ln_2(z))
 
 
-def _vit_dense(visual: VisionTransformer, pixels: torch.Tensor, method: str) -> torch.Tensor:
+@METHODS.register("naive")
+def _naive(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """the unchanged last block on every patch token"""
+    return block(x)
+
+
+@METHODS.register("sclip")
+def _sclip(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """correlative self-attention, no MLP (SCLIP)"""
+    q, k, v = _split_heads(block.attn, block.ln_1(x))
+    return x + _merge_heads(block.attn, (_self_softmax(q) + _self_softmax(k)) @ v)
+
+
+@METHODS.register("clearclip")
+def _clearclip(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """q-q attention, no residual, no MLP (ClearCLIP)"""
+    q, _, v = _split_heads(block.attn, block.ln_1(x))
+    return _merge_heads(block.attn, _self_softmax(q) @ v)
+
+
+@METHODS.register("naclip")
+def _naclip(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """k-k attention with a Gaussian neighbourhood prior, no residual, no MLP (NACLIP)"""
+    _, k, v = _split_heads(block.attn, block.ln_1(x))
+    bias = _neighbourhood_bias(grid, NACLIP_SIGMA, x.device, k.dtype)
+    return _merge_heads(block.attn, _self_softmax(k, bias) @ v)
+
+
+def _vit_dense(visual: VisionTransformer, pixels: torch.Tensor, readout: LastBlock) -> torch.Tensor:
     grid = (pixels.shape[-2] // visual.cfg.patch_size, pixels.shape[-1] // visual.cfg.patch_size)
     x = visual.tokens(pixels)
     blocks = list(visual.transformer.resblocks)
@@ -91,7 +117,7 @@ def _vit_dense(visual: VisionTransformer, pixels: torch.Tensor, method: str) -> 
         x = block(x)
     last = blocks[-1]
     assert isinstance(last, ResidualBlock)
-    x = _last_block(last, x, method, grid)
+    x = readout(last, x, grid)
     patches = visual.ln_post(x[:, 1:]) @ visual.proj
     return patches.reshape(pixels.shape[0], *grid, -1)
 
@@ -104,7 +130,7 @@ def _resnet_dense(visual: ModifiedResNet, pixels: torch.Tensor) -> torch.Tensor:
 
 def _dense_once(model: CLIP, pixels: torch.Tensor, method: str) -> torch.Tensor:
     if isinstance(model.visual, VisionTransformer):
-        return _vit_dense(model.visual, pixels, method)
+        return _vit_dense(model.visual, pixels, METHODS.get(method))
     if method not in RESNET_METHODS:
         raise ValueError(f"dense method {method!r} needs a ViT image tower; a ResNet supports {RESNET_METHODS}")
     if not isinstance(model.visual, ModifiedResNet):
@@ -137,8 +163,7 @@ def encode_dense(
     defaults to two thirds of it, rounded to the output stride. H and W must be multiples of the
     output stride and at least the input size (smaller images: resize first, e.g. `dense_pixels`).
     `upsample=True` returns [N, H, W, embed_dim]."""
-    if method not in METHODS:
-        raise ValueError(f"unknown dense method {method!r}; choose from {', '.join(METHODS)}")
+    METHODS.get(method)  # an unknown name fails here, naming the choices
     if not isinstance(model, CLIP):
         kind = type(model).__name__
         raise TypeError(f"encode_dense needs the plain CLIP model (clipforge.load(..., backend='none')), got {kind}")

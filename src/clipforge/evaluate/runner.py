@@ -66,7 +66,7 @@ def _load_model(
 ) -> tuple[Loaded, dict[str, Any]]:
     if isinstance(model, tuple):
         m = model[0]
-        name = getattr(m.config, "name", "") or "model"
+        name = m.name or "model"
         return model, {"path": None, "name": name, "device": str(m.device), "runtime": m.runtime}
     loaded = load(model, device, precision, config, activation, backend)
     net = loaded[0]

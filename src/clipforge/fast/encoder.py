@@ -74,6 +74,10 @@ class FastCLIP:
         return torch.float32
 
     @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
     def embed_dim(self) -> int:
         return self.config.embed_dim
 

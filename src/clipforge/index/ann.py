@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable
 
 import numpy as np
 
 from ..extras import install_hint
-
-IndexKind = Literal["flat", "ivf_flat", "ivf_pq", "hnsw"]
-INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf_flat", "ivf_pq")
+from ..registry import Registry
 
 #: Corpus sizes at which the automatic choice moves to the next index kind.
 FLAT_MAX = 100_000
@@ -80,55 +78,106 @@ def _pq_m(dim: int) -> int:
     return max(m for m in range(1, target + 1) if dim % m == 0)
 
 
+def _ivf_lists(n: int) -> tuple[int, int]:
+    """(lists, lists probed): ~4 sqrt(n) lists (a power of two), never more than n / 39 so each gets training points."""
+    nlist = max(1, min(_pow2_near(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
+    return nlist, max(1, min(nlist, nlist // 32 if nlist >= 256 else nlist // 4 or 1))
+
+
+class IndexType:
+    """One kind of faiss index: its parameters for a corpus, the empty index, its search settings."""
+
+    def spec(self, n: int, dim: int) -> IndexSpec:
+        raise NotImplementedError
+
+    def new(self, faiss: Any, spec: IndexSpec, dim: int) -> Any:
+        raise NotImplementedError
+
+    def train_size(self, spec: IndexSpec) -> int:
+        """Vectors to sample for training (0: the index needs none)."""
+        return 0
+
+    def configure(self, faiss: Any, index: Any, spec: IndexSpec) -> None:
+        """Apply the search-time parameters recorded in `spec`."""
+
+
+class Flat(IndexType):
+    def spec(self, n: int, dim: int) -> IndexSpec:
+        return IndexSpec("flat")
+
+    def new(self, faiss: Any, spec: IndexSpec, dim: int) -> Any:
+        return faiss.IndexFlatIP(dim)
+
+
+class HNSW(IndexType):
+    def spec(self, n: int, dim: int) -> IndexSpec:
+        return IndexSpec("hnsw", hnsw_m=32, ef_construction=80, ef_search=128)
+
+    def new(self, faiss: Any, spec: IndexSpec, dim: int) -> Any:
+        index = faiss.IndexHNSWFlat(dim, spec.hnsw_m or 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = spec.ef_construction or 80
+        return index
+
+    def configure(self, faiss: Any, index: Any, spec: IndexSpec) -> None:
+        index.hnsw.efSearch = spec.ef_search or 128
+
+
+class IVFFlat(IndexType):
+    def spec(self, n: int, dim: int) -> IndexSpec:
+        nlist, nprobe = _ivf_lists(n)
+        return IndexSpec("ivf_flat", nlist=nlist, nprobe=nprobe)
+
+    def new(self, faiss: Any, spec: IndexSpec, dim: int) -> Any:
+        return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
+
+    def train_size(self, spec: IndexSpec) -> int:
+        return min(TRAIN_POINTS_PER_LIST * (spec.nlist or 1), MAX_TRAIN_POINTS)
+
+    def configure(self, faiss: Any, index: Any, spec: IndexSpec) -> None:
+        faiss.extract_index_ivf(index).nprobe = spec.nprobe or 1
+
+
+class IVFPQ(IVFFlat):
+    def spec(self, n: int, dim: int) -> IndexSpec:
+        if n < 16:
+            raise ValueError(f"an ivf_pq index needs at least 16 vectors, got {n}; use flat")
+        nlist, nprobe = _ivf_lists(n)
+        bits = 8 if n >= 39 * 256 else 4  # faiss wants >= 39 training points per codebook centroid
+        return IndexSpec("ivf_pq", nlist=nlist, nprobe=nprobe, pq_m=_pq_m(dim), pq_bits=bits, rerank=8)
+
+    def new(self, faiss: Any, spec: IndexSpec, dim: int) -> Any:
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, spec.nlist, spec.pq_m, spec.pq_bits, faiss.METRIC_INNER_PRODUCT)
+        index.do_polysemous_training = False  # slow, and only useful for Hamming-filtered search
+        return index
+
+    def train_size(self, spec: IndexSpec) -> int:
+        return min(max(TRAIN_POINTS_PER_LIST * (spec.nlist or 1), 64 * 2 ** (spec.pq_bits or 8)), MAX_TRAIN_POINTS)
+
+
+#: index kinds by name (`--index-type`, `IndexSpec.kind`), in order of corpus size; "auto" picks by size
+INDEX_KINDS: Registry[IndexType] = Registry("index type")
+INDEX_KINDS.register("flat", Flat(), "exact inner product (brute force)")
+INDEX_KINDS.register("hnsw", HNSW(), "graph: the lowest latency at high recall, the slowest build")
+INDEX_KINDS.register("ivf_flat", IVFFlat(), "inverted lists over full vectors: fast build, no graph memory")
+INDEX_KINDS.register("ivf_pq", IVFPQ(), "inverted lists over product-quantised codes, re-ranked exactly")
+
+
 def choose_index(n: int, dim: int, kind: str = "auto") -> IndexSpec:
     """The index for `n` vectors of `dim` dimensions; `kind='auto'` applies the size thresholds."""
     if kind == "auto":
         kind = "flat" if n < FLAT_MAX else "hnsw" if n < HNSW_MAX else "ivf_flat" if n < IVF_FLAT_MAX else "ivf_pq"
-    if kind not in INDEX_KINDS:
-        raise ValueError(f"index type {kind!r}: expected auto or one of {', '.join(INDEX_KINDS)}")
-    if kind == "flat":
-        return IndexSpec("flat")
-    if kind == "hnsw":
-        return IndexSpec("hnsw", hnsw_m=32, ef_construction=80, ef_search=128)
-    # IVF: ~4 sqrt(n) lists (a power of two), never more than n / 39 so each list gets training points.
-    nlist = max(1, min(_pow2_near(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
-    nprobe = max(1, min(nlist, nlist // 32 if nlist >= 256 else nlist // 4 or 1))
-    if kind == "ivf_flat":
-        return IndexSpec("ivf_flat", nlist=nlist, nprobe=nprobe)
-    if n < 16:
-        raise ValueError(f"an ivf_pq index needs at least 16 vectors, got {n}; use flat")
-    bits = 8 if n >= 39 * 256 else 4  # faiss wants >= 39 training points per codebook centroid
-    return IndexSpec("ivf_pq", nlist=nlist, nprobe=nprobe, pq_m=_pq_m(dim), pq_bits=bits, rerank=8)
+    return INDEX_KINDS.get(kind).spec(n, dim)
 
 
 def new_index(spec: IndexSpec, dim: int):
     """An empty faiss index for `spec` (IVF kinds still need `train`)."""
-    faiss = _faiss()
-    ip = faiss.METRIC_INNER_PRODUCT
-    if spec.kind == "flat":
-        return faiss.IndexFlatIP(dim)
-    if spec.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, spec.hnsw_m or 32, ip)
-        index.hnsw.efConstruction = spec.ef_construction or 80
-        return index
-    quantizer = faiss.IndexFlatIP(dim)
-    if spec.kind == "ivf_flat":
-        return faiss.IndexIVFFlat(quantizer, dim, spec.nlist, ip)
-    if spec.kind == "ivf_pq":
-        index = faiss.IndexIVFPQ(quantizer, dim, spec.nlist, spec.pq_m, spec.pq_bits, ip)
-        index.do_polysemous_training = False  # slow, and only useful for Hamming-filtered search
-        return index
-    raise ValueError(f"unknown index kind {spec.kind!r}")
+    return INDEX_KINDS.get(spec.kind).new(_faiss(), spec, dim)
 
 
 def train_size(spec: IndexSpec) -> int:
     """How many vectors to sample for training (0 for indexes that need none)."""
-    if spec.kind not in ("ivf_flat", "ivf_pq"):
-        return 0
-    need = TRAIN_POINTS_PER_LIST * (spec.nlist or 1)
-    if spec.kind == "ivf_pq":
-        need = max(need, 64 * 2 ** (spec.pq_bits or 8))
-    return min(need, MAX_TRAIN_POINTS)
+    return INDEX_KINDS.get(spec.kind).train_size(spec)
 
 
 def build_faiss(spec: IndexSpec, dim: int, chunks: Iterable[np.ndarray], train: np.ndarray | None = None):
@@ -147,11 +196,7 @@ def build_faiss(spec: IndexSpec, dim: int, chunks: Iterable[np.ndarray], train: 
 
 def configure(index, spec: IndexSpec) -> None:
     """Apply the search-time parameters (nprobe, efSearch) recorded in `spec`."""
-    faiss = _faiss()
-    if spec.kind in ("ivf_flat", "ivf_pq"):
-        faiss.extract_index_ivf(index).nprobe = spec.nprobe or 1
-    elif spec.kind == "hnsw":
-        index.hnsw.efSearch = spec.ef_search or 128
+    INDEX_KINDS.get(spec.kind).configure(_faiss(), index, spec)
 
 
 def sample_rows(n: int, size: int, seed: int = 0) -> np.ndarray:

@@ -107,6 +107,10 @@ class CLIP(nn.Module):
         return self.logit_scale.device
 
     @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
     def embed_dim(self) -> int:
         return self.config.embed_dim
 

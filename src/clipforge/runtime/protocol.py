@@ -24,6 +24,11 @@ class Encoder(Protocol):
     """
 
     @property
+    def name(self) -> str:
+        """The model's name for reports (the config's name; "" when it has none)."""
+        ...
+
+    @property
     def embed_dim(self) -> int: ...
 
     @property

@@ -12,8 +12,9 @@ import warnings
 from typing import Any, Callable, Protocol
 
 import torch
-import torch.nn.functional as F
 
+from ..data.embedding import embed_images, embed_texts
+from ..data.images import ListImages
 from ..data.shapes import ShapesClassification, ShapesWorld
 from ..data.spec import source_name
 from ..evaluate import EvalDataset, Evaluator, resolve_dataset
@@ -27,13 +28,12 @@ class ValidationHook(Protocol):
     def __call__(self, model: Any, preprocess: Callable, tokenizer: Callable) -> dict[str, float]: ...
 
 
-@torch.no_grad()
-def _image_features(model, preprocess, images, batch_size: int = 128) -> torch.Tensor:
-    feats = []
-    for i in range(0, len(images), batch_size):
-        pixels = torch.stack([preprocess(im) for im in images[i : i + batch_size]]).to(model.device, model.dtype)
-        feats.append(model.encode_image(pixels, normalize=True).float())
-    return torch.cat(feats)
+def _image_features(model, preprocess, images) -> torch.Tensor:
+    """L2-normalised features [N, d] of in-memory images, through the one embedding pipeline."""
+    out = embed_images(
+        model, preprocess, ListImages(images), batch_size=128, num_workers=0, normalize=True, progress=False
+    )
+    return torch.from_numpy(out.features)
 
 
 @torch.no_grad()
@@ -60,8 +60,7 @@ def retrieval_recall_at_1(model, preprocess, tokenizer, split: str, n: int, seed
     world = ShapesWorld(seed=seed, image_size=image_size, split=split, size=n)
     samples = [world.sample(i) for i in range(n)]
     img = _image_features(model, preprocess, [s.image for s in samples])
-    tokens = tokenizer([s.caption for s in samples]).to(model.device)
-    txt = F.normalize(model.encode_text(tokens).float(), dim=-1)
+    txt = torch.from_numpy(embed_texts(model, tokenizer, [s.caption for s in samples], normalize=True, progress=False))
     sim = img @ txt.t()
     target = torch.arange(n, device=sim.device)
     return {
