@@ -246,7 +246,7 @@ def test_distill_alpha_mixes_in_clip_loss() -> None:
 
 
 def test_build_loss_names_and_error() -> None:
-    assert LOSSES == ("clip", "siglip", "cloob", "distill")
+    assert LOSSES.list() == ["clip", "siglip", "cloob", "distill"]
     expected = {"clip": ClipLoss, "siglip": SigLipLoss, "cloob": CloobLoss, "distill": DistillLoss}
     for name in LOSSES:
         assert type(build_loss(name)) is expected[name]

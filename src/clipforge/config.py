@@ -116,6 +116,20 @@ class VisionConfig:
     def grid_size(self) -> int:
         return self.image_size // (self.patch_size if self.kind == "vit" else 32)
 
+    @property
+    def depth(self) -> int:
+        """A ViT's transformer blocks (`layers`, checked to be an int for a ViT)."""
+        if not isinstance(self.layers, int):
+            raise ValueError(f"vision.layers {self.layers!r} are ResNet stage depths, not a ViT's depth")
+        return self.layers
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """A ResNet's four stage depths (`layers`, checked to be a 4-tuple for a ResNet)."""
+        if isinstance(self.layers, int):
+            raise ValueError(f"vision.layers {self.layers!r} is a ViT's depth, not ResNet stage depths")
+        return self.layers
+
 
 @dataclass
 class TextConfig:
@@ -200,7 +214,8 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)
     init_logit_scale: float = math.log(1 / 0.07)
     init_logit_bias: float | None = None
-    preprocess: PreprocessConfig | None = None
+    #: None (the default) becomes a PreprocessConfig of the vision tower's image size in __post_init__
+    preprocess: PreprocessConfig = None  # type: ignore[assignment]
     tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "bpe"})
     name: str = ""
 

@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import LOSSES as LOSSES_REGISTRY
+from .registry import LOSSES
 
 __all__ = [
     "LOSSES",
@@ -523,13 +523,12 @@ class DistillLoss(nn.Module):
 # Registry
 # --------------------------------------------------------------------------------------------------------------------
 
-LOSSES_REGISTRY.register("clip", ClipLoss)
-LOSSES_REGISTRY.register("siglip", SigLipLoss)
-LOSSES_REGISTRY.register("cloob", CloobLoss)
-LOSSES_REGISTRY.register("distill", DistillLoss)
-LOSSES: tuple[str, ...] = tuple(LOSSES_REGISTRY.list())
+LOSSES.register("clip", ClipLoss)
+LOSSES.register("siglip", SigLipLoss)
+LOSSES.register("cloob", CloobLoss)
+LOSSES.register("distill", DistillLoss)
 
 
 def build_loss(name: str, **kwargs: object) -> nn.Module:
     """Instantiate a loss by name (one of :data:`LOSSES`, case-insensitive) with constructor ``kwargs``."""
-    return LOSSES_REGISTRY.create(name, **kwargs)
+    return LOSSES.create(name, **kwargs)

@@ -25,7 +25,7 @@ from ..model.clip import CLIP
 from ..model.vision import ModifiedResNet
 from .base import Adapter, as_pair
 from .data import augment_images, hash_seed, materialize
-from .towers import residual_blocks, vision_tower
+from .towers import vision_tower
 from .training import Schedule
 
 QKV = ("q", "k", "v")
@@ -90,7 +90,7 @@ def add_lora(model: CLIP, towers: tuple[str, ...], targets: tuple[str, ...], ran
                     lora_linear(named[name])
             continue
         root = model.text.transformer if visual is None else visual.transformer
-        for block in residual_blocks(root):
+        for block in root.blocks:
             qkv = tuple(p for p in QKV if p in targets)
             if qkv:
                 delta = LoRADelta(block.attn.in_proj_weight, rank, scale, qkv)

@@ -1,15 +1,14 @@
 """Typed views of a CLIP model's parts for the methods that reach inside it (prompts, LoRA, MaPLe).
 
-`CLIP.visual` is an `nn.Module` (a Vision Transformer or a ModifiedResNet) and a transformer's
-`resblocks` is an `nn.ModuleList`, so attribute access on them is untyped. These accessors check
-the real class once and return it, so callers read `tower.transformer` or `block.attn` with types.
+`CLIP.visual` may be any `nn.Module` an adapter wraps; these accessors check the real class once
+and return it, so callers read `tower.transformer` with types (a transformer's typed blocks are
+`Transformer.blocks`).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ..model.layers import ResidualBlock, Transformer
 from ..model.vision import ModifiedResNet, VisionTransformer
 
 
@@ -26,13 +25,3 @@ def vit_tower(visual: nn.Module, why: str) -> VisionTransformer:
     if not isinstance(tower, VisionTransformer):
         raise ValueError(why)
     return tower
-
-
-def residual_blocks(transformer: Transformer) -> list[ResidualBlock]:
-    """The transformer's blocks, typed."""
-    blocks = []
-    for block in transformer.resblocks:
-        if not isinstance(block, ResidualBlock):
-            raise TypeError(f"unexpected transformer block {type(block).__name__}")
-        blocks.append(block)
-    return blocks

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..config import ModelConfig, PreprocessConfig, TextConfig, VisionConfig
+from ..config import Activation, ModelConfig, PreprocessConfig, TextConfig, VisionConfig
 from .io import CheckpointError
 
 # Defaults of transformers' CLIP configs, for fields a saved config.json may omit.
@@ -40,7 +40,7 @@ _HF_VISION_DEFAULTS = dict(
     layer_norm_eps=1e-5,
     num_channels=3,
 )
-_ACTS = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
+_ACTS: dict[str, Activation] = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
 
 _BLOCK = {
     "layer_norm1": "ln_1",
@@ -75,7 +75,7 @@ def _pick(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     return {k: data.get(k, v) for k, v in defaults.items()}
 
 
-def _act(name: str, where: str) -> str:
+def _act(name: str, where: str) -> Activation:
     if not isinstance(name, str) or name not in _ACTS:
         raise CheckpointError(f"{where}: hidden_act {name!r} is not supported (expected one of {sorted(_ACTS)})")
     return _ACTS[name]

@@ -228,7 +228,7 @@ def openclip_json(cfg: ModelConfig) -> dict[str, Any]:
     v, t = cfg.vision, cfg.text
     vision_cfg: dict[str, Any] = {
         "image_size": v.image_size,
-        "layers": list(v.layers) if v.kind == "resnet" else v.layers,
+        "layers": list(v.stages) if v.kind == "resnet" else v.depth,
         "width": v.width,
         "mlp_ratio": v.mlp_ratio,
     }

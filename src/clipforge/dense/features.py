@@ -112,11 +112,9 @@ def _naclip(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> tor
 def _vit_dense(visual: VisionTransformer, pixels: torch.Tensor, readout: LastBlock) -> torch.Tensor:
     grid = (pixels.shape[-2] // visual.cfg.patch_size, pixels.shape[-1] // visual.cfg.patch_size)
     x = visual.tokens(pixels)
-    blocks = list(visual.transformer.resblocks)
-    for block in blocks[:-1]:
+    *first, last = visual.transformer.blocks
+    for block in first:
         x = block(x)
-    last = blocks[-1]
-    assert isinstance(last, ResidualBlock)
     x = readout(last, x, grid)
     patches = visual.ln_post(x[:, 1:]) @ visual.proj
     return patches.reshape(pixels.shape[0], *grid, -1)

@@ -9,6 +9,7 @@ longest caption and compiled with a dynamic length.
 from __future__ import annotations
 
 import copy
+from typing import Any, Callable
 
 import torch
 
@@ -16,7 +17,7 @@ from ..model import CLIP
 from .encoder import FastCLIP
 from .graph import ImageGraph, TextGraph, cut_to_longest
 
-COMPILE_OPTIONS = {"freezing": True}
+COMPILE_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {"freezing": True}
 
 
 def compiled_engine(model: CLIP, precision: str):

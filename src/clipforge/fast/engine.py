@@ -83,6 +83,7 @@ def torch_engine(
     kind = kind or auto_kind
     residual = residual_dtype or dtype
     with torch.no_grad():
+        image: FastViT | FastResNet
         if isinstance(model.visual, VisionTransformer):
             image = FastViT(model.visual, LinearSpec(kind, dtype, IMAGE_ROWS), residual)
         else:

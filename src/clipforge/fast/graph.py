@@ -45,7 +45,7 @@ class ImageGraph(nn.Module):
         if not isinstance(v, VisionTransformer):
             return v(pixels).float()
         x = v.tokens(pixels)
-        blocks = list(v.transformer.resblocks)
+        blocks = v.transformer.blocks
         if v.cfg.pool != "cls":  # every patch token is pooled: the last block runs in full
             return v.pool(v.transformer(x)).float()
         for block in blocks[:-1]:
@@ -68,7 +68,7 @@ class TextGraph(nn.Module):
         eot = eot_positions(tokens, t.cfg)
         n = tokens.shape[1]
         x = t.token_embedding(tokens) + t.positional_embedding[:n].to(t.token_embedding.weight.dtype)
-        blocks = list(t.transformer.resblocks)
+        blocks = t.transformer.blocks
         for block in blocks[:-1]:
             x = block(x, causal=True)
         keys = torch.arange(n, device=tokens.device)[None, :] <= eot[:, None]

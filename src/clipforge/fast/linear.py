@@ -26,6 +26,10 @@ Kind = Literal["onednn", "int8", "aten"]
 
 
 class Linear(Protocol):
+    """A prepared `y = act(x Wᵀ + b) (+ residual)` of `out_features` outputs."""
+
+    out_features: int
+
     def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor: ...
 
 

@@ -9,6 +9,7 @@ query) and gathers the result. In the last block only the EOT rows are needed af
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -63,7 +64,7 @@ class FastText:
         self.width = text.cfg.width
         self.token_embedding = text.token_embedding.weight.detach().to(dtype)
         self.positional_embedding = text.positional_embedding.detach().to(dtype)
-        self.blocks = [FastBlock(b, spec, residual_dtype) for b in text.transformer.resblocks]
+        self.blocks = [FastBlock(b, spec, residual_dtype) for b in text.transformer.blocks]
         ln = text.ln_final
         self.ln_final = (ln.weight.detach().to(dtype), ln.bias.detach().to(dtype), ln.eps)
         self.proj = spec(text.text_projection.detach().t(), None)
@@ -85,7 +86,7 @@ class FastText:
             return pack.unpad(merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
 
         for block in self.blocks[:-1]:
-            x = block(x, lambda qkv, h=block.heads: attend(qkv, h))
+            x = block(x, functools.partial(attend, heads=block.heads))
         last = self.blocks[-1]
         q, k, v = split_heads(pack.pad(last.attention_input(x)), last.heads)
         b = pack.batch

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import functools
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.vision import Bottleneck, ModifiedResNet, StemBlock, VisionTransformer
+from ..model.vision import Bottleneck, ModifiedResNet, StemBlock, StemStage, VisionTransformer
 from .blocks import FastBlock, LinearSpec, merge_heads, split_heads
 
 
@@ -35,9 +37,13 @@ class FastViT:
         self.patch = vit.conv1.kernel_size[0]  # pixels of the stem output (or of the image) per patch side
         self.in_channels = vit.conv1.in_channels
         # The stem runs in the compute dtype (fp32 for int8, whose linears take fp32 inputs).
-        stem = copy.deepcopy(vit.stem).float().eval() if vit.stem is not None else []
+        stem = [cast(StemStage, st) for st in copy.deepcopy(vit.stem).float().eval()] if vit.stem is not None else []
         self.stem = [
-            (_fold(st.conv, st.bn).to(spec.dtype), [_FoldedStemBlock(b, spec.dtype) for b in st.blocks]) for st in stem
+            (
+                _fold(st.conv, st.bn).to(spec.dtype),
+                [_FoldedStemBlock(cast(StemBlock, b), spec.dtype) for b in st.blocks],
+            )
+            for st in stem
         ]
         # int8 keeps the patch embedding in fp32: it is cheap, and pixels are not zero-centred per patch.
         patch_spec = spec if spec.kind != "int8" else LinearSpec("aten", torch.float32, spec.rows)
@@ -50,7 +56,7 @@ class FastViT:
         if isinstance(ln, nn.LayerNorm):
             self.ln_pre = (ln.weight.detach().to(dtype), ln.bias.detach().to(dtype), ln.eps)
         self.ln_post = (vit.ln_post.weight.detach().to(dtype), vit.ln_post.bias.detach().to(dtype), vit.ln_post.eps)
-        self.blocks = [FastBlock(b, spec, residual_dtype) for b in vit.transformer.resblocks]
+        self.blocks = [FastBlock(b, spec, residual_dtype) for b in vit.transformer.blocks]
         self.proj = spec(vit.proj.detach().t(), None)
 
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -71,7 +77,7 @@ class FastViT:
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.tokens(pixels)
         for block in self.blocks[:-1]:
-            x = block(x, lambda qkv, h=block.heads: _attend(qkv, h))
+            x = block(x, functools.partial(_attend, heads=block.heads))
         last = self.blocks[-1]
         if self.pool != "cls":  # every patch token is pooled: the last block runs in full
             x = last(x, lambda qkv: _attend(qkv, last.heads))
@@ -99,10 +105,11 @@ class FastResNet:
             _fold(net.conv3, net.bn3),
         ]
         self.stages = [
-            [_FoldedBottleneck(b) for b in stage] for stage in (net.layer1, net.layer2, net.layer3, net.layer4)
+            [_FoldedBottleneck(cast(Bottleneck, b)) for b in stage]
+            for stage in (net.layer1, net.layer2, net.layer3, net.layer4)
         ]
         for conv in self._convs():
-            conv.to(dtype=dtype, memory_format=torch.channels_last)
+            conv.to(dtype=dtype, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         pool = net.attnpool
         self.heads = pool.heads
         self.pos = pool.positional_embedding.detach().to(dtype)
@@ -152,13 +159,14 @@ class _FoldedStemBlock:
 class _FoldedBottleneck:
     def __init__(self, b: Bottleneck) -> None:
         self.conv1, self.conv2, self.conv3 = _fold(b.conv1, b.bn1), _fold(b.conv2, b.bn2), _fold(b.conv3, b.bn3)
-        self.stride = b.avgpool.kernel_size if isinstance(b.avgpool, nn.AvgPool2d) else 1
+        self.stride = _side(b.avgpool.kernel_size) if isinstance(b.avgpool, nn.AvgPool2d) else 1
         self.down: nn.Conv2d | None = None
         self.down_stride = 1
-        if b.downsample is not None:
-            pool, conv, bn = b.downsample[0], b.downsample[1], b.downsample[2]
+        if isinstance(b.downsample, nn.Sequential):
+            pool, conv, bn = b.downsample
+            assert isinstance(pool, nn.AvgPool2d) and isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
             self.down = _fold(conv, bn)
-            self.down_stride = pool.kernel_size
+            self.down_stride = _side(pool.kernel_size)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -169,6 +177,11 @@ class _FoldedBottleneck:
         if self.stride > 1:
             out = F.avg_pool2d(out, self.stride)
         return F.relu_(self.conv3(out).add_(identity))
+
+
+def _side(kernel: int | tuple[int, ...]) -> int:
+    """A square pooling kernel's side."""
+    return kernel if isinstance(kernel, int) else kernel[0]
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..config import ModelConfig, TextConfig
 from .layers import LayerNorm, Transformer
-from .vision import build_vision_tower
+from .vision import ModifiedResNet, VisionTransformer, build_vision_tower
 
 
 def eot_positions(tokens: torch.Tensor, cfg: TextConfig) -> torch.Tensor:
@@ -81,7 +81,7 @@ def weights_fingerprint(config: dict, state: dict[str, torch.Tensor]) -> str:
     for name, t in sorted(state.items()):
         t = t.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()[:24]
 
 
@@ -91,7 +91,7 @@ class CLIP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.visual = build_vision_tower(config.vision, config.embed_dim)
+        self.visual: VisionTransformer | ModifiedResNet = build_vision_tower(config.vision, config.embed_dim)
         self.text = TextTransformer(config.text, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self.logit_bias: nn.Parameter | None = None
@@ -146,5 +146,5 @@ class CLIP(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.text.transformer.grad_checkpointing = enable
-        if hasattr(self.visual, "transformer"):
+        if isinstance(self.visual, VisionTransformer):
             self.visual.transformer.grad_checkpointing = enable

@@ -88,6 +88,16 @@ class Transformer(nn.Module):
         self.resblocks = nn.ModuleList(ResidualBlock(width, heads, mlp_ratio, act, eps) for _ in range(layers))
         self.grad_checkpointing = False
 
+    @property
+    def blocks(self) -> list[ResidualBlock]:
+        """The residual blocks, typed (`resblocks` is an untyped `nn.ModuleList`)."""
+        blocks = []
+        for block in self.resblocks:
+            if not isinstance(block, ResidualBlock):
+                raise TypeError(f"unexpected transformer block {type(block).__name__}")
+            blocks.append(block)
+        return blocks
+
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         for block in self.resblocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
@@ -102,7 +112,7 @@ class Transformer(nn.Module):
         proj_std = (self.width**-0.5) * ((2 * max(layers, 1)) ** -0.5)
         attn_std = self.width**-0.5
         fc_std = (2 * self.width) ** -0.5
-        for block in self.resblocks:
+        for block in self.blocks:
             nn.init.normal_(block.attn.in_proj_weight, std=attn_std)
             nn.init.zeros_(block.attn.in_proj_bias)
             nn.init.normal_(block.attn.out_proj.weight, std=proj_std)

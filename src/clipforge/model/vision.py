@@ -66,7 +66,7 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(cfg.grid_size**2 + 1, width))
         self.ln_pre = LayerNorm(width, eps=cfg.layer_norm_eps) if cfg.ln_pre else nn.Identity()
-        self.transformer = Transformer(width, cfg.layers, cfg.heads, cfg.mlp_ratio, cfg.act, cfg.layer_norm_eps)
+        self.transformer = Transformer(width, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.act, cfg.layer_norm_eps)
         self.ln_post = LayerNorm(width, eps=cfg.layer_norm_eps)
         self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
         self.transformer.init_weights()
@@ -183,10 +183,10 @@ class ModifiedResNet(nn.Module):
         self.relu3 = nn.ReLU(inplace=True)
         self.avgpool = nn.AvgPool2d(2)
         self._inplanes = width
-        self.layer1 = self._make_layer(width, cfg.layers[0])
-        self.layer2 = self._make_layer(width * 2, cfg.layers[1], stride=2)
-        self.layer3 = self._make_layer(width * 4, cfg.layers[2], stride=2)
-        self.layer4 = self._make_layer(width * 8, cfg.layers[3], stride=2)
+        self.layer1 = self._make_layer(width, cfg.stages[0])
+        self.layer2 = self._make_layer(width * 2, cfg.stages[1], stride=2)
+        self.layer3 = self._make_layer(width * 4, cfg.stages[2], stride=2)
+        self.layer4 = self._make_layer(width * 8, cfg.stages[3], stride=2)
         self.attnpool = AttentionPool2d(cfg.image_size // 32, width * 32, cfg.heads, embed_dim)
         self._init_weights()
 
@@ -225,5 +225,5 @@ class ModifiedResNet(nn.Module):
         return self.attnpool(self.feature_map(pixels))
 
 
-def build_vision_tower(cfg: VisionConfig, embed_dim: int) -> nn.Module:
+def build_vision_tower(cfg: VisionConfig, embed_dim: int) -> VisionTransformer | ModifiedResNet:
     return VisionTransformer(cfg, embed_dim) if cfg.kind == "vit" else ModifiedResNet(cfg, embed_dim)

@@ -6,7 +6,7 @@ validation context: `Model.model_validate(data, context={"limits": limits})`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Strict, ValidationInfo
 
@@ -85,4 +85,7 @@ Texts = Annotated[list[Text], AfterValidator(_within_max_texts)]
 # Distinct class names from a list and/or comma-separated strings, at most max_labels.
 Labels = Annotated[list[str], BeforeValidator(_listed), AfterValidator(_class_names)]
 Target = Literal["image", "caption"]
-TemplateSet = Literal[tuple(TEMPLATE_SETS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # a Literal built at run time is not a static type
+    TemplateSet = str
+else:
+    TemplateSet = Literal[tuple(TEMPLATE_SETS)]

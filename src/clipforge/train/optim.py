@@ -17,7 +17,8 @@ def build_optimizer(
     model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, weight decay only where `no_decay` does not exempt it."""
-    decay, rest = [], []
+    decay: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (rest if no_decay(name, param) else decay).append(param)

@@ -9,10 +9,11 @@ micro-batch is recomputed with gradients and spliced into the full feature matri
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from typing import ContextManager, cast
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..losses import build_loss, splice_features
 from ..model import CLIP
@@ -128,7 +129,8 @@ class ContrastiveStep:
         offset = 0
         for j, (p, t) in enumerate(micro):
             last = j == len(micro) - 1
-            sync = contextlib.nullcontext() if last or not self.distributed else self.ddp.no_sync()
+            ddp = cast(DistributedDataParallel, self.ddp)
+            sync = contextlib.nullcontext() if last or not self.distributed else ddp.no_sync()
             with sync:
                 with self._autocast():
                     img, txt, scale, bias = self.ddp(p, t)

@@ -102,7 +102,8 @@ class Trainer:
                         f"the learning rate never reaches --lr {cfg.lr:g}"])
 
         # counters, restored when resuming
-        self.step, self.skipped, self.history = 0, 0, []
+        self.step, self.skipped = 0, 0
+        self.history: list[dict[str, Any]] = []
         self.skip_examples: list[str] = []
         if state is not None:
             self._restore(state)
@@ -205,7 +206,7 @@ class Trainer:
             skips += len(bad)
             if len(self.skip_examples) < 20:
                 self.skip_examples.extend(bad[: 20 - len(self.skip_examples)])
-            if pixels is not None:
+            if pixels is not None and tokens is not None:
                 micro.append((pixels, tokens))
         if not micro:
             raise ValueError(f"step {self.step}: every sample of the batch was unusable; e.g. {bad[:3]}")
