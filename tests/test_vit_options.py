@@ -60,7 +60,7 @@ def test_stem_shapes_and_grid():
         ({"stem_widths": (8, 16, 32, 64)}, "not divisible by the conv stem's stride 16"),
         ({"stem_widths": (8, 0)}, "positive channel counts"),
         ({"stem_widths": (8,), "stem_depth": 0}, "stem_depth must be >= 1"),
-        ({"pool": "max"}, "vision.pool must be 'cls', 'mean' or 'mean_then_ln'"),
+        ({"pool": "max"}, "vision.pool must be 'cls', 'mean', 'mean_then_ln' or 'map'"),
         ({"kind": "resnet", "layers": (1, 1, 1, 1), "pool": "mean"}, "apply to ViTs only"),
     ],
 )

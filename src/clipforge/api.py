@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -11,10 +12,20 @@ from .checkpoints import Checkpoint, build_model, read_checkpoint, save_native
 from .checkpoints.loader import ConfigLike
 from .checkpoints.openclip import hf_tokenizer_refusal, tokenizer_of_config_file
 from .config import Activation, ModelConfig, PreprocessConfig, get_config, list_configs
-from .fast import FastCLIP, optimize
+from .fast import FastCLIP, engine_refusal, optimize
 from .model import CLIP
 from .runtime import Backend, Precision, model_dtype, resolve_runtime
-from .tokenizer import BPETokenizer, Tokenizer, WordTokenizer, load_tokenizer
+from .tokenizer import (
+    HF_TOKENIZER_FILES,
+    TOKENIZER_CONFIG_NAME,
+    BPETokenizer,
+    HFTokenizer,
+    MissingTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    has_hf_tokenizer,
+    load_tokenizer,
+)
 from .transforms import ImageTransform
 
 ASSETS_DIR = Path(__file__).parent / "assets"
@@ -105,11 +116,14 @@ def load(
     `backend=None`/"none" returns the `CLIP` module (trainable, in `precision`: fp32/bf16/fp16).
     "torch" or "onnx" returns an inference engine (`clipforge.fast.FastCLIP`: `encode_image`,
     `encode_text`, `logits`; precision fp32/bf16/int8) over the same weights. "auto" picks per
-    device (see `resolve_runtime`), as does `precision="auto"`.
+    device (see `resolve_runtime`), as does `precision="auto"`, and takes the plain model for
+    architectures the engines do not run (`clipforge.fast.engine_refusal`, e.g. SigLIP's).
     """
     dev = torch.device(device) if device else default_device()
     run_precision, run_backend = resolve_runtime(precision, backend, dev)
     ckpt = read_checkpoint(resolve_model_path(path), config=config, activation=activation)
+    if backend == "auto" and run_backend != "none" and run_precision != "int8" and engine_refusal(ckpt.config):
+        run_backend = "none"  # "auto" picks what runs the model: the plain module where no engine does
     model = build_model(ckpt)
     model = model.to(device=dev, dtype=torch.float32 if run_backend != "none" else model_dtype(run_precision))
     encoder: CLIP | FastCLIP = model if run_backend == "none" else optimize(model, run_precision, run_backend)
@@ -124,10 +138,26 @@ def preprocess_config(config: ModelConfig) -> PreprocessConfig:
 
 
 def tokenizer_for(ckpt: Checkpoint) -> Tokenizer:
-    """The checkpoint's own tokenizer files if it has them, else the OpenAI BPE for BPE models."""
+    """The checkpoint's own tokenizer files if it has them, else the OpenAI BPE for BPE models.
+
+    Models whose tokenizer is a Hugging Face one (SigLIP, OpenCLIP `hf_tokenizer_name`) use the files
+    beside the weights (`HFTokenizer`); without them a SigLIP model still loads, with a warning and a
+    `MissingTokenizer` that names the files when text is encoded."""
     ctx = ckpt.config.text.context_length
-    if ckpt.config.tokenizer.get("kind") == "hf":
-        raise hf_tokenizer_refusal(ckpt.path, ckpt.config.tokenizer)
+    kind = ckpt.config.tokenizer.get("kind")
+    if kind in ("hf", "hf-files"):
+        if ckpt.tokenizer_dir is not None and has_hf_tokenizer(ckpt.tokenizer_dir):
+            return HFTokenizer(ckpt.tokenizer_dir, context_length=ctx)
+        if kind == "hf":
+            raise hf_tokenizer_refusal(ckpt.path, ckpt.config.tokenizer)
+        where = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+        reason = (
+            f"{ckpt.path}: the model's tokenizer files are missing; put its Hugging Face tokenizer files "
+            f"({TOKENIZER_CONFIG_NAME} and one of {', '.join(HF_TOKENIZER_FILES)}, e.g. SigLIP's spiece.model) "
+            f"in {where}"
+        )
+        warnings.warn(f"{reason}. Images encode; text will not.", stacklevel=3)
+        return MissingTokenizer(reason, ctx)
     if ckpt.tokenizer_dir is not None:
         try:
             return load_tokenizer(ckpt.tokenizer_dir, context_length=ctx)

@@ -19,7 +19,8 @@ from .registry import ARCHITECTURES
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
-Activation = Literal["quick_gelu", "gelu"]
+Activation = Literal["quick_gelu", "gelu", "gelu_tanh"]
+ACTIVATIONS: tuple[str, ...] = ("quick_gelu", "gelu", "gelu_tanh")
 
 
 def _check_numbers(obj: Any, where: str, ints: tuple[str, ...], floats: tuple[str, ...] = ()) -> None:
@@ -58,6 +59,11 @@ class VisionConfig:
       (OpenCLIP's `pool_type="avg"` with `final_ln_after_pool`, as CLIPA models use).
     - `ln_pre`: the LayerNorm on the embedded tokens before the transformer (OpenCLIP's `no_ln_pre`
       turns it off; the weights then have no `visual.ln_pre.*`).
+    - SigLIP's layout: `class_token=False` (no class token: the tokens are the patches alone),
+      `patch_bias=True` (the patch embedding has a bias), `pool="map"` (multihead attention pooling:
+      a learnt probe attends over `ln_post` of every output token, then LN + MLP with a residual,
+      `visual.attn_pool.*`), `proj=False` (no projection: the embedding is the pooled width, so
+      `embed_dim` must equal `width`).
     """
 
     kind: Literal["vit", "resnet"] = "vit"
@@ -71,8 +77,11 @@ class VisionConfig:
     layer_norm_eps: float = 1e-5
     stem_widths: tuple[int, ...] = ()
     stem_depth: int = 1
-    pool: Literal["cls", "mean", "mean_then_ln"] = "cls"
+    pool: Literal["cls", "mean", "mean_then_ln", "map"] = "cls"
     ln_pre: bool = True
+    class_token: bool = True
+    patch_bias: bool = False
+    proj: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, list):
@@ -94,14 +103,17 @@ class VisionConfig:
         if self.width % self.heads and self.kind == "vit":
             raise ValueError(f"vision.width {self.width} is not divisible by heads {self.heads}")
         _check_act(self.act, "vision.act")
-        if self.pool not in ("cls", "mean", "mean_then_ln"):
-            raise ValueError(f"vision.pool must be 'cls', 'mean' or 'mean_then_ln', got {self.pool!r}")
-        if not isinstance(self.ln_pre, bool):
-            raise ValueError(f"vision.ln_pre must be true or false, got {self.ln_pre!r}")
-        if self.kind == "resnet" and (self.stem_widths or self.pool != "cls" or not self.ln_pre):
+        if self.pool not in ("cls", "mean", "mean_then_ln", "map"):
+            raise ValueError(f"vision.pool must be 'cls', 'mean', 'mean_then_ln' or 'map', got {self.pool!r}")
+        _check_flags(self, "vision", ("ln_pre", "class_token", "patch_bias", "proj"))
+        vit_only = self.stem_widths or self.pool != "cls" or not self.ln_pre or not self.class_token
+        if self.kind == "resnet" and (vit_only or self.patch_bias or not self.proj):
             raise ValueError(
-                "vision.stem_widths, vision.pool and vision.ln_pre apply to ViTs only (a ResNet has its own stem, pool)"
+                "vision.stem_widths, pool, ln_pre, class_token, patch_bias and proj apply to ViTs only "
+                "(a ResNet has its own stem and pool)"
             )
+        if self.pool == "cls" and not self.class_token:
+            raise ValueError("vision.pool 'cls' reads the class token, but vision.class_token is false")
         if self.stem_depth < 1:
             raise ValueError(f"vision.stem_depth must be >= 1, got {self.stem_depth}")
         if any(w < 1 for w in self.stem_widths):
@@ -142,7 +154,8 @@ class TextConfig:
     of the token row (OpenCLIP's `pool_type="last"`).
 
     `causal=False` lets every token attend to every other, padding included (OpenCLIP's
-    `no_causal_mask`): the features then depend on the whole padded row, which is never cut.
+    `no_causal_mask`, SigLIP): the features then depend on the whole padded row, which is never cut.
+    `proj_bias=True` adds a bias to the text projection (SigLIP's text head is a biased linear).
     """
 
     context_length: int = 77
@@ -156,12 +169,12 @@ class TextConfig:
     eot_token_id: int = 49407
     pooling: Literal["first_eot", "argmax", "eos", "last"] = "first_eot"
     causal: bool = True
+    proj_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.pooling not in ("first_eot", "argmax", "eos", "last"):
             raise ValueError(f"text.pooling must be 'first_eot', 'argmax', 'eos' or 'last', got {self.pooling!r}")
-        if not isinstance(self.causal, bool):
-            raise ValueError(f"text.causal must be true or false, got {self.causal!r}")
+        _check_flags(self, "text", ("causal", "proj_bias"))
         _check_numbers(self, "text", ("context_length", "vocab_size", "width", "heads", "layers"),
                        ("mlp_ratio", "layer_norm_eps"))
         if isinstance(self.eot_token_id, bool) or not isinstance(self.eot_token_id, int) or self.eot_token_id < 0:
@@ -225,6 +238,11 @@ class ModelConfig:
         if self.preprocess is not None:
             self.preprocess = _sub_config(PreprocessConfig, self.preprocess, "preprocess")
         _check_numbers(self, "model", ("embed_dim",))
+        if self.vision.kind == "vit" and not self.vision.proj and self.embed_dim != self.vision.width:
+            raise ValueError(
+                f"vision.proj is false, so the image embedding is the tower's width {self.vision.width}, "
+                f"but embed_dim is {self.embed_dim}"
+            )
         if self.preprocess is None:
             self.preprocess = PreprocessConfig(image_size=self.vision.image_size)
 
@@ -234,6 +252,16 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """`to_dict()` without the fields added after models were first fingerprinted, while they hold
+        their defaults: weights fingerprints (feature caches, saved adapters, indexes) stay valid."""
+        data = self.to_dict()
+        for tower, defaults in LATER_FIELDS.items():
+            for name, default in defaults.items():
+                if data[tower].get(name) == default:
+                    del data[tower][name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -270,9 +298,22 @@ class ModelConfig:
         return ModelConfig.from_dict(data)
 
 
+#: per tower, fields added after fingerprints were first recorded, with their defaults (see `ModelConfig.identity`)
+LATER_FIELDS: dict[str, dict[str, Any]] = {
+    "vision": {"class_token": True, "patch_bias": False, "proj": True},
+    "text": {"proj_bias": False},
+}
+
+
 def _check_act(act: str, where: str) -> None:
-    if act not in ("quick_gelu", "gelu"):
-        raise ValueError(f"{where} must be 'quick_gelu' or 'gelu', got {act!r}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"{where} must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+
+
+def _check_flags(obj: Any, where: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not isinstance(getattr(obj, name), bool):
+            raise ValueError(f"{where}.{name} must be true or false, got {getattr(obj, name)!r}")
 
 
 def _openai_vit(embed: int, image: int, width: int, layers: int, patch: int, text_width: int) -> ModelConfig:

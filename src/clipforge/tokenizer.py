@@ -12,6 +12,11 @@ checkpoint directory (`vocab.json` + `merges.txt`); see `find_default_bpe_file`.
 
 `WordTokenizer` is for models trained inside this project on small closed vocabularies, where a
 49408-row embedding table would dominate the model size.
+
+`HFTokenizer` runs a checkpoint's own Hugging Face tokenizer files (SigLIP's SentencePiece, any
+`tokenizer.json`) through transformers, padded to the full context as those models were trained;
+`MissingTokenizer` stands in when a checkpoint lacks them, so the weights still load and only text
+encoding fails, naming the files.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ __all__ = [
     "ENV_BPE_PATH",
     "OPENAI_NUM_MERGES",
     "TOKENIZER_CONFIG_NAME",
+    "HFTokenizer",
+    "MissingTokenizer",
     "Tokenizer",
     "Truncate",
     "WordTokenizer",
@@ -642,6 +649,114 @@ class WordTokenizer(_TokenizerBase):
         )
 
 
+#: files that make a directory a Hugging Face tokenizer (beside tokenizer_config.json)
+HF_TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "vocab.txt")
+
+
+def has_hf_tokenizer(directory: Path) -> bool:
+    """True when `directory` holds a Hugging Face tokenizer that is not the CLIP BPE."""
+    config = directory / TOKENIZER_CONFIG_NAME
+    if not config.is_file() or not any((directory / n).is_file() for n in HF_TOKENIZER_FILES):
+        return False
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "kind" not in data and not str(data.get("tokenizer_class", "")).startswith("CLIP")
+
+
+class HFTokenizer:
+    """A checkpoint's own Hugging Face tokenizer (transformers `AutoTokenizer` over local files).
+
+    Rows are the tokenizer's own special tokens (SigLIP: ids then `</s>`), padded to `context_length`
+    with its pad id, as SigLIP was trained (`padding="max_length"`); texts too long are cut
+    (truncate="eot") or refused (truncate="error").
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], context_length: int, truncate: Truncate = "eot") -> None:
+        try:
+            from transformers import AutoTokenizer  # optional (`hf` extra): only these checkpoints need it
+        except ImportError as exc:
+            raise ImportError("this checkpoint's tokenizer needs transformers: pip install 'clipforge[hf]'") from exc
+        self.directory = Path(directory)
+        try:
+            self._tok = AutoTokenizer.from_pretrained(str(self.directory), local_files_only=True)
+        except (OSError, ValueError, ImportError) as exc:
+            raise ValueError(f"{self.directory}: cannot load its Hugging Face tokenizer ({exc})") from exc
+        self.context_length = _check_context_length(context_length)
+        self.truncate: Truncate = _check_truncate(truncate)
+        tok = self._tok
+        self.eot_token_id = int(tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id or 0)
+        self.sot_token_id = int(tok.bos_token_id if tok.bos_token_id is not None else self.eot_token_id)
+        self.pad_token_id = int(tok.pad_token_id if tok.pad_token_id is not None else self.eot_token_id)
+        self.vocab_size = len(tok)
+
+    def encode(self, text: str, max_tokens: int | None = None) -> list[int]:
+        ids = self._tok(text, add_special_tokens=False)["input_ids"]
+        return list(ids if max_tokens is None else ids[:max_tokens])
+
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
+        return str(self._tok.decode(_as_id_list(ids), skip_special_tokens=True))
+
+    def __call__(
+        self, texts: str | Sequence[str], context_length: int | None = None, truncate: Truncate | None = None
+    ) -> torch.Tensor:
+        items = _as_text_list(texts)
+        ctx = self.context_length if context_length is None else _check_context_length(context_length)
+        if (self.truncate if truncate is None else _check_truncate(truncate)) == "error":
+            for row, text in enumerate(items):
+                n = len(self._tok(text)["input_ids"])
+                if n > ctx:
+                    raise ValueError(
+                        f"text {row} has {n} tokens, more than context_length={ctx} allows (truncate='error')"
+                    )
+        if not items:
+            return torch.zeros(0, ctx, dtype=torch.long)
+        out = self._tok(items, padding="max_length", truncation=True, max_length=ctx, return_tensors="pt")
+        return out["input_ids"].long()
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self._tok.save_pretrained(str(path))
+        return path
+
+    def unknown_words(self, texts: str | Sequence[str]) -> list[str]:
+        """Words encoded as the unknown token only (subword vocabularies rarely have any)."""
+        unk = self._tok.unk_token_id
+        if unk is None:
+            return []
+        found: list[str] = []
+        for text in _as_text_list(texts):
+            for word in text.split():
+                if word not in found and self.encode(word) == [unk]:
+                    found.append(word)
+        return found
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer({self.directory}, context_length={self.context_length})"
+
+
+class MissingTokenizer:
+    """Stands in for a checkpoint's tokenizer whose files are absent: the model loads and encodes
+    images; any text raises `FileNotFoundError` with `reason` (which files to add, where)."""
+
+    sot_token_id = eot_token_id = pad_token_id = 0
+    vocab_size = 0
+    truncate: Truncate = "eot"
+
+    def __init__(self, reason: str, context_length: int) -> None:
+        self.reason, self.context_length = reason, context_length
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        raise FileNotFoundError(self.reason)
+
+    encode = decode = __call__ = save = unknown_words = _fail
+
+    def __repr__(self) -> str:
+        return f"MissingTokenizer({self.reason!r})"
+
+
 def _read_merges(path: Path, limit: int | None) -> list[tuple[str, str]]:
     """Merges from an OpenAI (`.gz` or text) or Hugging Face merges file.
 
@@ -707,7 +822,7 @@ def load_tokenizer(
     directory_or_file: str | os.PathLike[str],
     context_length: int | None = None,
     truncate: Truncate = "eot",
-) -> BPETokenizer | WordTokenizer:
+) -> BPETokenizer | WordTokenizer | HFTokenizer:
     """Load a tokenizer saved by `save`, a Hugging Face CLIP checkpoint directory, or OpenAI's file.
 
     Accepts: a directory with `tokenizer_config.json` of kind "words"; a directory with
@@ -748,6 +863,8 @@ def load_tokenizer(
 
     if kind == "words":
         return WordTokenizer(config["words"], context_length=ctx, truncate=truncate)
+    if has_hf_tokenizer(path):
+        return HFTokenizer(path, context_length=ctx, truncate=truncate)
     if kind not in (None, "bpe"):
         raise ValueError(f"{config_path}: unknown tokenizer kind {kind!r} (expected 'bpe' or 'words')")
     if (path / VOCAB_NAME).is_file() and (path / MERGES_NAME).is_file():

@@ -113,9 +113,9 @@ def encode_prompts(
     for i, block in enumerate(text.transformer.resblocks):
         if 1 <= i <= len(deep):
             x = put(x, deep[i - 1])
-        x = block(x, causal=True)
+        x = block(x, causal=text.cfg.causal)
     x = text.ln_final(x)
-    return x[torch.arange(n, device=device), eot] @ text.text_projection
+    return text.project(x[torch.arange(n, device=device), eot])
 
 
 def encode_image_prompted(visual: nn.Module, pixels: torch.Tensor, prompts: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -131,7 +131,7 @@ def mid_level_maps(model: CLIP, pixels: torch.Tensor) -> torch.Tensor:
         for i, block in enumerate(blocks):
             x = block(x)
             if i in keep:
-                maps.append(x[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, grid, grid))
+                maps.append(x[:, visual.prefix :].transpose(1, 2).reshape(x.shape[0], -1, grid, grid))
         maps = maps if len(maps) == 2 else maps * 2
     else:
         raise TypeError(f"mid-level features: unknown image tower {type(visual).__name__}")

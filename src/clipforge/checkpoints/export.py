@@ -49,17 +49,22 @@ def save_native(
 
 
 def export_hf(model: CLIP, directory: str | Path, tokenizer: Any | None = None) -> Path:
-    """A directory `transformers.CLIPModel.from_pretrained` loads strictly (plus CLIPProcessor files)."""
+    """A directory `transformers.CLIPModel.from_pretrained` (or, for SigLIP's architecture,
+    `SiglipModel.from_pretrained`) loads strictly, plus the processor's and tokenizer's files."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     config_json = hf.hf_config_json(cfg)
     pre_json = hf.hf_preprocessor_json(cfg)
     save_safetensors(
-        hf.native_to_hf(_fp_state(model, None)), directory / "model.safetensors", metadata={"format": "pt"}
+        hf.native_to_hf(_fp_state(model, None), siglip=hf.is_siglip_layout(cfg)),
+        directory / "model.safetensors",
+        metadata={"format": "pt"},
     )
     _json(directory / "config.json", config_json)
     _json(directory / "preprocessor_config.json", pre_json)
+    if tokenizer is not None and cfg.tokenizer.get("kind") == "hf-files":
+        tokenizer.save(directory)  # the model's own Hugging Face tokenizer files
     if tokenizer is not None and cfg.tokenizer.get("kind") == "bpe":
         tokenizer.save(directory)
         _json(

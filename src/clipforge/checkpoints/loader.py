@@ -100,7 +100,8 @@ def _read_dir(path: Path, activation: Activation | None, override: ModelConfig |
             _precheck(cfg, files, lambda meta: meta, path, "native")
             return Checkpoint(cfg, _read_files(files), "native", path, _tokenizer_dir(path))
         architectures = data.get("architectures")
-        if data.get("model_type") == "clip" or (isinstance(architectures, list) and "CLIPModel" in architectures):
+        clip = data.get("model_type") == "clip" or (isinstance(architectures, list) and "CLIPModel" in architectures)
+        if clip or hf.is_siglip_config(data):
             pre = path / "preprocessor_config.json"
             cfg = hf.config_from_hf(data, _read_json(pre) if pre.is_file() else None, source=cfg_file)
             files = _weight_files(path, ("model.safetensors", "pytorch_model.bin"))
@@ -156,6 +157,11 @@ def _read_file(path: Path, activation: Activation | None, override: ModelConfig 
             cfg = override
         elif cfg_file.is_file():
             cfg = hf.config_from_hf(_read_json(cfg_file), source=cfg_file)
+        elif "vision_model.head.probe" in sd:
+            raise CheckpointError(
+                f"{path}: SigLIP weights without their config.json beside them; put the model's config.json "
+                "(and preprocessor_config.json) in the same folder"
+            )
         else:
             cfg = _inferred_config(openai.native_to_openai(native), activation or "quick_gelu", path)
         return Checkpoint(cfg, native, "hf", path, _tokenizer_dir(path.parent))

@@ -217,6 +217,12 @@ def _export_refusals(cfg: ModelConfig) -> list[tuple[bool, str]]:
     return [
         (v.act != cfg.text.act, "OpenCLIP configs use one activation for both towers; this model mixes them"),
         (bool(v.stem_widths), "OpenCLIP's VisionTransformer has no convolutional stem (vision.stem_widths)"),
+        ("gelu_tanh" in (v.act, cfg.text.act), "OpenCLIP configs choose GELU or QuickGELU, not GELU's tanh form"),
+        (
+            v.kind == "vit" and (not v.class_token or v.patch_bias or not v.proj or v.pool == "map"),
+            "OpenCLIP's own VisionTransformer has no SigLIP layout (its SigLIP models use timm towers)",
+        ),
+        (cfg.text.proj_bias, "OpenCLIP's text projection has no bias"),
     ]
 
 

@@ -64,13 +64,15 @@ def _self_softmax(a: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Te
     return (logits if bias is None else logits + bias).softmax(dim=-1)
 
 
-def _neighbourhood_bias(grid: tuple[int, int], sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """[1 + HW, 1 + HW] log-Gaussian prior over patch distances (0 for the class token's row/column)."""
+def _neighbourhood_bias(
+    grid: tuple[int, int], sigma: float, device: torch.device, dtype: torch.dtype, prefix: int = 1
+) -> torch.Tensor:
+    """[prefix + HW, prefix + HW] log-Gaussian prior over patch distances (0 for a class token's row/column)."""
     gh, gw = grid
     ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
     pos = torch.stack([ys.flatten(), xs.flatten()], dim=1).to(dtype)
-    bias = torch.zeros(1 + gh * gw, 1 + gh * gw, device=device, dtype=dtype)
-    bias[1:, 1:] = -torch.cdist(pos, pos).square() / (2 * sigma**2)
+    bias = torch.zeros(prefix + gh * gw, prefix + gh * gw, device=device, dtype=dtype)
+    bias[prefix:, prefix:] = -torch.cdist(pos, pos).square() / (2 * sigma**2)
     return bias
 
 
@@ -105,7 +107,7 @@ def _clearclip(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> 
 def _naclip(block: ResidualBlock, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """k-k attention with a Gaussian neighbourhood prior, no residual, no MLP (NACLIP)"""
     _, k, v = _split_heads(block.attn, block.ln_1(x))
-    bias = _neighbourhood_bias(grid, NACLIP_SIGMA, x.device, k.dtype)
+    bias = _neighbourhood_bias(grid, NACLIP_SIGMA, x.device, k.dtype, prefix=x.shape[1] - grid[0] * grid[1])
     return _merge_heads(block.attn, _self_softmax(k, bias) @ v)
 
 
@@ -116,7 +118,7 @@ def _vit_dense(visual: VisionTransformer, pixels: torch.Tensor, readout: LastBlo
     for block in first:
         x = block(x)
     x = readout(last, x, grid)
-    patches = visual.ln_post(x[:, 1:]) @ visual.proj
+    patches = visual.patch_features(x)
     return patches.reshape(pixels.shape[0], *grid, -1)
 
 
@@ -128,6 +130,11 @@ def _resnet_dense(visual: ModifiedResNet, pixels: torch.Tensor) -> torch.Tensor:
 
 def _dense_once(model: CLIP, pixels: torch.Tensor, method: str) -> torch.Tensor:
     if isinstance(model.visual, VisionTransformer):
+        if model.visual.attn_pool is not None:
+            raise ValueError(
+                "dense features read patch tokens through ln_post and the projection; this model pools with an "
+                "attention head (SigLIP), whose embedding space its patch tokens do not share"
+            )
         return _vit_dense(model.visual, pixels, METHODS.get(method))
     if method not in RESNET_METHODS:
         raise ValueError(f"dense method {method!r} needs a ViT image tower; a ResNet supports {RESNET_METHODS}")

@@ -5,6 +5,6 @@ forms (oneDNN-packed fp32/bf16 linears with fused activations and residual adds,
 quantisation, or an ONNX Runtime session) and never changes the model.
 """
 
-from .engine import BACKENDS, PRECISIONS, FastCLIP, default_options, optimize
+from .engine import BACKENDS, PRECISIONS, FastCLIP, default_options, engine_refusal, optimize
 
-__all__ = ["BACKENDS", "PRECISIONS", "FastCLIP", "default_options", "optimize"]
+__all__ = ["BACKENDS", "PRECISIONS", "FastCLIP", "default_options", "engine_refusal", "optimize"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..config import ModelConfig
 from ..model import CLIP
 from ..model.vision import VisionTransformer
 from ..runtime.policy import ENGINE_BACKENDS, ENGINE_PRECISIONS, engine_precision
@@ -22,6 +23,21 @@ BACKENDS: tuple[str, ...] = ENGINE_BACKENDS
 def default_options(device: str | torch.device | None = None) -> tuple[str, str]:
     """(precision, backend) of an engine built with no precision given: the runtime policy's choice."""
     return engine_precision(device if device is not None else "cpu"), "torch"
+
+
+def engine_refusal(config: ModelConfig) -> str | None:
+    """Why the inference engines cannot run a model of `config` (None: they can)."""
+    v, t = config.vision, config.text
+    reasons = []
+    if not t.causal:
+        reasons.append("its text tower attends without a causal mask (OpenCLIP no_causal_mask, SigLIP)")
+    if t.proj_bias:
+        reasons.append("its text projection has a bias")
+    if "gelu_tanh" in (v.act, t.act):
+        reasons.append("it uses the tanh approximation of GELU")
+    if v.kind == "vit" and (not v.class_token or v.patch_bias or not v.proj or v.pool == "map"):
+        reasons.append("its image tower has SigLIP's layout (no class token, biased patches, attention pooling)")
+    return "; ".join(reasons) or None
 
 
 def optimize(
@@ -48,11 +64,9 @@ def optimize(
         raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: expected one of {BACKENDS}")
-    if not model.config.text.causal:
-        raise ValueError(
-            "the engines run causal text towers only; this model's text tower attends without a causal mask "
-            "(OpenCLIP no_causal_mask): use the plain model (backend 'none')"
-        )
+    refusal = engine_refusal(model.config)
+    if refusal:
+        raise ValueError(f"the engines do not run this model: {refusal}; use the plain model (backend 'none')")
     model = model.eval()
     if backend == "onnx":
         return onnx_engine(model, precision, onnx_dir)

@@ -52,7 +52,7 @@ class ImageGraph(nn.Module):
             x = block(x)
         cls = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         x = block_at(blocks[-1], x, cls, None)
-        return (v.ln_post(x) @ v.proj).float()
+        return v.project(v.ln_post(x)).float()
 
 
 class TextGraph(nn.Module):

@@ -30,6 +30,8 @@ class FastViT:
 
     def __init__(self, vit: VisionTransformer, spec: LinearSpec, residual_dtype: torch.dtype) -> None:
         cfg = vit.cfg
+        if vit.class_embedding is None or vit.proj is None:
+            raise ValueError("the ViT engine needs a class token and a projection (SigLIP's layout runs plain)")
         self.dtype = dtype = residual_dtype
         self.compute_dtype = spec.dtype
         self.size, self.width, self.pool = cfg.image_size, cfg.width, cfg.pool

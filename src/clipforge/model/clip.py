@@ -37,6 +37,7 @@ class TextTransformer(nn.Module):
         self.positional_embedding = nn.Parameter(torch.empty(cfg.context_length, cfg.width))
         self.ln_final = LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.text_projection = nn.Parameter(torch.empty(cfg.width, embed_dim))
+        self.text_projection_bias = nn.Parameter(torch.zeros(embed_dim)) if cfg.proj_bias else None
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
         nn.init.normal_(self.text_projection, std=cfg.width**-0.5)
@@ -60,7 +61,12 @@ class TextTransformer(nn.Module):
             # cut the batch to its longest sequence and spend nothing on padding.
             tokens = tokens[:, : int(eot.max()) + 1]
         x = self.forward_hidden(tokens, embedded)
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+        return self.project(x[torch.arange(x.shape[0], device=x.device), eot])
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled width → embedding space (`text_projection`, plus its bias where the model has one)."""
+        out = pooled @ self.text_projection
+        return out if self.text_projection_bias is None else out + self.text_projection_bias
 
 
 @dataclass
@@ -121,7 +127,7 @@ class CLIP(nn.Module):
 
     def fingerprint(self) -> str:
         """Hash of the config and every parameter/buffer: identifies the weights in caches and saved adapters."""
-        return weights_fingerprint(self.config.to_dict(), self.state_dict())
+        return weights_fingerprint(self.config.identity(), self.state_dict())
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Image embeddings [B, embed_dim] from preprocessed pixels [B, 3, H, W]."""

@@ -23,7 +23,9 @@ def make_activation(name: str) -> nn.Module:
         return QuickGELU()
     if name == "gelu":
         return nn.GELU()
-    raise ValueError(f"unknown activation {name!r}; expected 'quick_gelu' or 'gelu'")
+    if name == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
+    raise ValueError(f"unknown activation {name!r}; expected 'quick_gelu', 'gelu' or 'gelu_tanh'")
 
 
 class LayerNorm(nn.LayerNorm):

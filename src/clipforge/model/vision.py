@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import VisionConfig
-from .layers import LayerNorm, Transformer
+from .layers import MLP, Attention, LayerNorm, Transformer
 
 
 class StemBlock(nn.Module):
@@ -41,13 +41,39 @@ class StemStage(nn.Module):
         return self.blocks(F.relu(self.bn(self.conv(x))))
 
 
+class AttentionPoolHead(nn.Module):
+    """Multihead attention pooling (SigLIP's head): a learnt probe attends over the tokens, then
+    `z + MLP(LN(z))`. The attention has `nn.MultiheadAttention`'s fused in-projection layout."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, act: str, eps: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.probe = nn.Parameter(torch.randn(1, 1, width) * width**-0.5)
+        self.attn = Attention(width, heads)
+        self.ln = LayerNorm(width, eps=eps)
+        self.mlp = MLP(width, int(round(width * mlp_ratio)), act)
+        nn.init.normal_(self.attn.in_proj_weight, std=width**-0.5)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, L, width] → [B, width]."""
+        b, n, d = tokens.shape
+        w, bias = self.attn.in_proj_weight, self.attn.in_proj_bias
+        q = F.linear(self.probe.to(tokens.dtype), w[:d], bias[:d]).expand(b, 1, d)
+        k, v = F.linear(tokens, w[d:], bias[d:]).view(b, n, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q = q.view(b, 1, self.heads, d // self.heads).transpose(1, 2)
+        z = self.attn.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, 1, d))[:, 0]
+        return z + self.mlp(self.ln(z))
+
+
 class VisionTransformer(nn.Module):
     """ViT: (optional conv stem,) patchify, prepend a class token, pre-LN transformer, pool, project.
 
-    Pooling (`cfg.pool`): LN on the class token, the mean of LN'd patch tokens, or LN on the mean of the
-    patch tokens. `cfg.ln_pre=False` drops the LN before the transformer. Without a stem the
-    parameters are exactly the OpenAI/OpenCLIP layout; a stem adds `stem.{i}.conv/bn` (and
-    `stem.{i}.blocks.{j}.*` when `stem_depth > 1`) and widens `conv1`'s input to the stem's last width.
+    Pooling (`cfg.pool`): LN on the class token, the mean of LN'd patch tokens, LN on the mean of the
+    patch tokens, or attention pooling over every LN'd token (SigLIP's head). `cfg.ln_pre=False` drops
+    the LN before the transformer. Without a stem the parameters are exactly the OpenAI/OpenCLIP
+    layout; a stem adds `stem.{i}.conv/bn` (and `stem.{i}.blocks.{j}.*` when `stem_depth > 1`) and
+    widens `conv1`'s input to the stem's last width. Without a class token (`cfg.class_token=False`)
+    the tokens are the patches alone; `prefix` (0 or 1) is where the patch tokens start.
     """
 
     def __init__(self, cfg: VisionConfig, embed_dim: int) -> None:
@@ -61,44 +87,56 @@ class VisionTransformer(nn.Module):
             self.stem = nn.Sequential(*(StemStage(a, b, cfg.stem_depth) for a, b in zip(chans[:-1], chans[1:])))
             channels = cfg.stem_widths[-1]
         kernel = cfg.patch_size // 2 ** len(cfg.stem_widths)
-        self.conv1 = nn.Conv2d(channels, width, kernel_size=kernel, stride=kernel, bias=False)
+        self.conv1 = nn.Conv2d(channels, width, kernel_size=kernel, stride=kernel, bias=cfg.patch_bias)
         scale = width**-0.5
-        self.class_embedding = nn.Parameter(scale * torch.randn(width))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(cfg.grid_size**2 + 1, width))
+        self.prefix = 1 if cfg.class_token else 0
+        self.class_embedding = nn.Parameter(scale * torch.randn(width)) if cfg.class_token else None
+        self.positional_embedding = nn.Parameter(scale * torch.randn(cfg.grid_size**2 + self.prefix, width))
         self.ln_pre = LayerNorm(width, eps=cfg.layer_norm_eps) if cfg.ln_pre else nn.Identity()
         self.transformer = Transformer(width, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.act, cfg.layer_norm_eps)
         self.ln_post = LayerNorm(width, eps=cfg.layer_norm_eps)
-        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
+        self.attn_pool = AttentionPoolHead(width, cfg.heads, cfg.mlp_ratio, cfg.act, cfg.layer_norm_eps) if (
+            cfg.pool == "map"
+        ) else None
+        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim)) if cfg.proj else None
         self.transformer.init_weights()
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Class + patch tokens with positions [B, 1 + grid², width], before `ln_pre`."""
+        """(Class +) patch tokens with positions [B, prefix + grid², width], before `ln_pre`."""
         x = pixels.to(self.conv1.weight.dtype)
         if self.stem is not None:
             x = self.stem(x)  # [B, stem_widths[-1], H / 2^n, W / 2^n]
         x = self.conv1(x).flatten(2).transpose(1, 2)  # [B, grid², width]
-        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        return torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        if self.class_embedding is not None:
+            x = torch.cat([self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+        return x + self.positional_embedding.to(x.dtype)
 
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Embedded tokens [B, 1 + grid², width] before the transformer."""
+        """Embedded tokens [B, prefix + grid², width] before the transformer."""
         return self.ln_pre(self.embed(pixels))
 
     def forward_hidden(self, pixels: torch.Tensor) -> torch.Tensor:
-        """All output tokens [B, 1 + grid², width] after the transformer (no final LN)."""
+        """All output tokens [B, prefix + grid², width] after the transformer (no final LN)."""
         return self.transformer(self.tokens(pixels))
 
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Width → embedding space (`proj`, or as it is for towers without one)."""
+        return x if self.proj is None else x @ self.proj
+
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The image embedding [B, embed_dim] from the transformer's output tokens [B, 1 + grid², width]."""
+        """The image embedding [B, embed_dim] from the transformer's output tokens [B, prefix + grid², width]."""
+        patches = hidden[:, self.prefix :]
         if self.cfg.pool == "mean":
-            return self.ln_post(hidden[:, 1:]).mean(dim=1) @ self.proj
+            return self.project(self.ln_post(patches).mean(dim=1))
         if self.cfg.pool == "mean_then_ln":
-            return self.ln_post(hidden[:, 1:].mean(dim=1)) @ self.proj
-        return self.ln_post(hidden[:, 0]) @ self.proj
+            return self.project(self.ln_post(patches.mean(dim=1)))
+        if self.attn_pool is not None:
+            return self.project(self.attn_pool(self.ln_post(hidden)))
+        return self.project(self.ln_post(hidden[:, 0]))
 
     def patch_features(self, hidden: torch.Tensor) -> torch.Tensor:
         """Per-patch embeddings [B, grid², embed_dim]: each patch token through `ln_post` and `proj`."""
-        return self.ln_post(hidden[:, 1:]) @ self.proj
+        return self.project(self.ln_post(hidden[:, self.prefix :]))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.pool(self.forward_hidden(pixels))
