@@ -196,3 +196,30 @@ def test_training_continues_a_siglip_checkpoint_and_keeps_its_tokenizer(tmp_path
     assert isinstance(tok, HFTokenizer) and after.config.vision.pool == "map"
     assert after.fingerprint() != before.fingerprint()  # the weights moved
     assert torch.isfinite(after.encode_text(tok(CAPTIONS))).all()
+
+
+def test_info_names_the_family_its_tokenizer_and_what_runs(tmp_path, capsys):
+    from clipforge.cli.main import main
+
+    _hf_siglip("small").save_pretrained(tmp_path)
+    _spiece(tmp_path, 16)
+    assert main(["info", str(tmp_path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["family"] == "siglip" and info["format"] == "hf" and info["tokenizer"]["kind"] == "hf"
+    assert "SigLIP's layout" in info["fast_engines"]
+    assert main(["info"]) == 0
+    assert "HF SiglipModel" in capsys.readouterr().out
+
+
+def test_prompt_learning_rows_follow_the_tokenizer_layout(tmp_path):
+    from clipforge.adapt.prompts import PromptTokens
+
+    _spiece(tmp_path, 16)
+    siglip_tok = HFTokenizer(tmp_path, context_length=16)
+    bpe_tok = clipforge.get_tokenizer("tiny")
+    for tok in (siglip_tok, bpe_tok):  # no context vectors: exactly the plain tokenization of "NAME."
+        plain = PromptTokens(tok, ["red circle", "blue star"], n_ctx=0)
+        assert torch.equal(plain.tokens, tok(["red circle.", "blue star."]))
+    slots = PromptTokens(siglip_tok, ["red circle"], n_ctx=3).slots
+    assert slots.tolist() == [[0, 1, 2]]  # SigLIP rows have no start token: the context comes first
+    assert PromptTokens(bpe_tok, ["red circle"], n_ctx=3).slots.tolist() == [[1, 2, 3]]

@@ -257,6 +257,8 @@ class Tokenizer(Protocol):
     context_length: int
     vocab_size: int
     truncate: Truncate
+    #: whether rows start with `sot_token_id` (SigLIP's SentencePiece rows do not)
+    has_sot: bool
 
     def encode(self, text: str, max_tokens: int | None = None) -> list[int]: ...
 
@@ -284,6 +286,7 @@ class _TokenizerBase(abc.ABC):
     eot_token_id: int
     pad_token_id: int
     vocab_size: int
+    has_sot = True
 
     def __init__(self, context_length: int, truncate: Truncate) -> None:
         self.context_length = _check_context_length(context_length)
@@ -687,6 +690,7 @@ class HFTokenizer:
         self.truncate: Truncate = _check_truncate(truncate)
         tok = self._tok
         self.eot_token_id = int(tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id or 0)
+        self.has_sot = tok.bos_token_id is not None
         self.sot_token_id = int(tok.bos_token_id if tok.bos_token_id is not None else self.eot_token_id)
         self.pad_token_id = int(tok.pad_token_id if tok.pad_token_id is not None else self.eot_token_id)
         self.vocab_size = len(tok)
@@ -744,6 +748,7 @@ class MissingTokenizer:
     sot_token_id = eot_token_id = pad_token_id = 0
     vocab_size = 0
     truncate: Truncate = "eot"
+    has_sot = False
 
     def __init__(self, reason: str, context_length: int) -> None:
         self.reason, self.context_length = reason, context_length

@@ -53,14 +53,15 @@ class PromptTokens:
                 half = n_ctx // 2
                 body = [slot] * half + name_ids + [slot] * (n_ctx - half) + dot_ids
                 where = list(range(half)) + [half + len(name_ids) + j for j in range(n_ctx - half)]
-            ids = [tokenizer.sot_token_id, *body, tokenizer.eot_token_id]
+            start = [tokenizer.sot_token_id] if tokenizer.has_sot else []
+            ids = [*start, *body, tokenizer.eot_token_id]
             if len(ids) > ctx_len:
                 raise ValueError(
                     f"the prompt for {name!r} needs {len(ids)} tokens with {n_ctx} context vectors; "
                     f"the text tower's context is {ctx_len}: use fewer context vectors"
                 )
             rows.append(ids + [tokenizer.pad_token_id] * (ctx_len - len(ids)))
-            slots.append([1 + j for j in where])
+            slots.append([len(start) + j for j in where])
         self.tokens = torch.tensor(rows, dtype=torch.long)
         self.slots = torch.tensor(slots, dtype=torch.long).reshape(len(rows), n_ctx)
         self.n_ctx = n_ctx

@@ -144,6 +144,25 @@ class ManifestStream:
             yield Chunk(first, [texts_of(cell(r)) for r in buffer], buffer)
 
 
+    def image_paths(self, chunk: Chunk) -> list[Path | None]:
+        """Each row's image file (a relative path is relative to the manifest's folder); None for an empty cell."""
+        column = self.image_column
+        if column is None:
+            raise ValueError(
+                f"{self.path}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}, or name it with "
+                "--image-column)"
+            )
+        if self.format == "parquet":
+            cells = chunk.records.column(column).to_pylist()
+        elif self.format == "jsonl":
+            cells = [row.get(column) for _, row in chunk.records]
+        else:
+            index = self.columns.index(column)
+            cells = [record[index] if index < len(record) else None for record in chunk.records]
+        base = self.path.parent
+        return [base / str(c).strip() if isinstance(c, str) and c.strip() else None for c in cells]
+
+
 class ManifestWriter:
     """Writes chosen rows of `stream`'s chunks to `path` in the same format (atomically: on `close`)."""
 

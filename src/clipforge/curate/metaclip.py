@@ -68,6 +68,8 @@ def sample_chunk(
 
 @dataclass
 class CurationResult:
+    """What a curation step wrote (the kept rows, the JSON report, the PNG plot) and its report."""
+
     manifest: Path
     report_path: Path
     plot: Path | None

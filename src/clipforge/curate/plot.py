@@ -5,6 +5,7 @@ the tail is left as it was)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,18 @@ from ..files import atomic_path
 def check_plotting() -> None:
     """Fail early, with the install hint, when matplotlib is missing."""
     require(["matplotlib"], "curate")
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write the figure as a PNG at `path` (atomically) and close it."""
+    import matplotlib.pyplot as plt  # optional: the curate extra
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
 
 
 def plot_entry_counts(before: np.ndarray, after: np.ndarray, t: float, path: str | Path) -> Path:
@@ -45,9 +58,22 @@ def plot_entry_counts(before: np.ndarray, after: np.ndarray, t: float, path: str
     ax.set_ylabel("entries")
     ax.set_title(f"MetaCLIP entry counts ({int((before > 0).sum())} entries matched)")
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_histogram(values: np.ndarray, threshold: float | None, path: str | Path, xlabel: str, title: str) -> Path:
+    """A histogram of per-row values (scores, similarities) with the threshold marked; PNG at `path`."""
+    import matplotlib  # optional: the curate extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # optional: the curate extra
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    ax.hist(np.asarray(values, dtype=np.float64), bins=50, color="tab:blue", alpha=0.8)
+    if threshold is not None:
+        ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.3g}")
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rows")
+    ax.set_title(title)
+    return _save(fig, path)
