@@ -223,3 +223,15 @@ def test_prompt_learning_rows_follow_the_tokenizer_layout(tmp_path):
     slots = PromptTokens(siglip_tok, ["red circle"], n_ctx=3).slots
     assert slots.tolist() == [[0, 1, 2]]  # SigLIP rows have no start token: the context comes first
     assert PromptTokens(bpe_tok, ["red circle"], n_ctx=3).slots.tolist() == [[1, 2, 3]]
+
+
+def test_an_openclip_hf_tokenizer_runs_from_files_beside_the_weights(tmp_path):
+    export(clipforge.create_model("tiny"), tmp_path / "oc", "openclip")
+    path = tmp_path / "oc" / "open_clip_config.json"
+    data = json.loads(path.read_text())
+    data["model_cfg"]["text_cfg"].update(hf_tokenizer_name="org/tok", pool_type="eos", eos_id=1)
+    path.write_text(json.dumps(data))
+    _spiece(tmp_path / "oc", 16)
+    _, _, tok = clipforge.load(tmp_path / "oc", device="cpu")
+    assert isinstance(tok, HFTokenizer) and isinstance(clipforge.get_tokenizer(tmp_path / "oc"), HFTokenizer)
+    assert tok(["a red circle"])[0, -1].item() == 1  # padded with the tokenizer's own pad id (</s>)

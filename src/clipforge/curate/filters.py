@@ -32,7 +32,7 @@ from .manifest import ManifestStream, ManifestWriter
 from .metaclip import CurationResult
 
 #: rows compared at once against the earlier members of a cluster (bounds memory to cluster × block)
-DEDUP_BLOCK = 4096
+DEDUP_BLOCK = 1024
 
 
 def clip_scores(rows: RowFeatures) -> np.ndarray:
