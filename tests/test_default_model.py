@@ -49,7 +49,7 @@ def test_both_embedded_models_know_shapes_and_share_the_text_tower():
     theirs = rn.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in vit.state_dict().items() if k.startswith("text."))
     assert json.loads((DEFAULT_MODEL_DIR / "train_config.json").read_text())["lock_text"] is True
-    stage2 = json.loads((DEFAULT_MODEL_DIR / "train_config_stage2.json").read_text())  # continued from stage 1
+    stage2 = json.loads((DEFAULT_MODEL_DIR / "train_config_stage3.json").read_text())  # continued from stage 2
     assert stage2["lock_text"] is True and stage2["init"] == "src/clipforge/assets/default-model"
     assert json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["train_config"] == stage2
 
